@@ -1,0 +1,37 @@
+# The RCA weakly supervised segmentation pipeline: image tags -> classifier -> CAMs -> CRF pseudo labels
+# -> DeepLab-v2 -> benchmark table. `snakemake -c N` runs it on the built-in dataset (config/config.yaml);
+# `--configfile FILE` runs another configuration instead (defaults: config/schema.yaml).
+import sys
+
+sys.path.insert(0, workflow.basedir)  # the wsss package, also when it is not pip-installed
+
+from wsss.config import validate_config
+
+
+if not workflow.overwrite_configfiles:
+    configfile: "config/config.yaml"
+
+
+validate_config(config, "the workflow configuration")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/classifier.smk"
+include: "workflow/rules/cams.smk"
+include: "workflow/rules/pseudo_labels.smk"
+include: "workflow/rules/segmentation.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all,
+    gather_cams,
+    benchmark,
+
+
+rule all:
+    input:
+        BENCHMARK_CSV,
+        BENCHMARK_MD,
+    default_target: True

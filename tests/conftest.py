@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WSSS_NO_PROGRESS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_OPTIONS = {"image_size": 64}
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A small built-in dataset (VOC layout) shared by the tests that only read it."""
+    from wsss.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    generate_dataset(root, {"train": 24, "val": 8}, seed=3, options=TINY_OPTIONS)
+    return root
+
+
+def tiny_settings(**overrides) -> dict:
+    """A validated, resolved configuration for the tiny dataset, with small networks."""
+    from wsss.config import deep_merge, resolve_experiment, validate_config
+
+    config = {
+        "seed": 1,
+        "dataset": {"name": "tiny", "source": "synthetic", "root": "unused"},
+        "compute": {"device": "cpu", "loader_workers": 0, "threads": 1},
+        "experiments": {"cam": {}},
+        "classifier": {"backbone": {"width": 0.125, "batch_norm": True}, "input_size": 64, "epochs": 2,
+                       "batch_size": 8, "lr": 0.01, "lr_milestones": [1]},
+        "cam": {"scales": [1.0, 0.5], "batch_size": 4, "shards": 2},
+        "pseudo_labels": {"shards": 2},
+        "segmentation": {"backbone": {"name": "resnet", "layers": [1, 1, 1, 1], "width_per_group": 8},
+                         "aspp_rates": [1, 2], "crop_size": 48, "batch_size": 4, "iterations": 6, "lr": 0.01,
+                         "checkpoint_every": 3},
+    }
+    config = validate_config(deep_merge(config, overrides))
+    return {**resolve_experiment(config, "cam"), "experiment": "cam"}

@@ -1,0 +1,62 @@
+import h5py
+import numpy as np
+import pytest
+
+from wsss.cam_store import CamWriter, cam_names, gather_cams, read_cams
+
+
+def write_shard(path, entries):
+    with CamWriter(path) as writer:
+        for name, (cams, tags) in entries.items():
+            writer.write(name, cams, tags)
+
+
+def test_round_trip_is_float16_chunked_compressed_with_tags(tmp_path):
+    rng = np.random.default_rng(0)
+    cams = rng.random((2, 30, 40)).astype(np.float32)
+    write_shard(tmp_path / "s.h5", {"img_a": (cams, [3, 5]), "img_b": (np.zeros((0, 30, 40)), [])})
+    back, tags = read_cams(tmp_path / "s.h5", "img_a")
+    assert tags == [3, 5]
+    np.testing.assert_allclose(back, cams, atol=1e-3)  # float16 precision
+    with h5py.File(tmp_path / "s.h5") as handle:
+        dataset = handle["img_a"]
+        assert dataset.dtype == np.float16
+        assert dataset.chunks == (1, 30, 40)
+        assert dataset.compression == "gzip"
+    empty, empty_tags = read_cams(tmp_path / "s.h5", "img_b")
+    assert empty.shape == (0, 30, 40) and empty_tags == []
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    with pytest.raises(RuntimeError):
+        with CamWriter(tmp_path / "s.h5") as writer:
+            writer.write("a", np.zeros((1, 4, 4)), [0])
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shape_and_tags_must_agree(tmp_path):
+    with CamWriter(tmp_path / "s.h5") as writer:
+        with pytest.raises(ValueError, match="img"):
+            writer.write("img", np.zeros((2, 4, 4)), [1])
+
+
+def test_gathered_index_links_every_shard(tmp_path, monkeypatch):
+    shards = tmp_path / "cams"
+    shards.mkdir()
+    write_shard(shards / "shard-0.h5", {"a": (np.full((1, 5, 5), 0.5), [0])})
+    write_shard(shards / "shard-1.h5", {"b": (np.full((1, 5, 5), 0.25), [2]), "c": (np.zeros((1, 5, 5)), [1])})
+    count = gather_cams([shards / "shard-0.h5", shards / "shard-1.h5"], shards / "cams.h5")
+    assert count == 3
+    monkeypatch.chdir(tmp_path)  # links resolve relative to the index, not the working directory
+    assert sorted(cam_names(shards / "cams.h5")) == ["a", "b", "c"]
+    cams, tags = read_cams(shards / "cams.h5", "b")
+    assert tags == [2] and cams.max() == pytest.approx(0.25)
+    assert (shards / "cams.h5").stat().st_size < 4096  # an index, not a copy
+
+
+def test_duplicate_images_across_shards_are_refused(tmp_path):
+    write_shard(tmp_path / "0.h5", {"a": (np.zeros((1, 2, 2)), [0])})
+    write_shard(tmp_path / "1.h5", {"a": (np.zeros((1, 2, 2)), [0])})
+    with pytest.raises(ValueError, match="two CAM shards"):
+        gather_cams([tmp_path / "0.h5", tmp_path / "1.h5"], tmp_path / "cams.h5")

@@ -1,0 +1,76 @@
+import pytest
+import yaml
+
+from wsss.config import ConfigError, derive_seed, load_config, resolve_experiment, stage_settings, validate_config
+
+from conftest import REPO
+
+
+def minimal():
+    return {"dataset": {"name": "d", "root": "r"}}
+
+
+def test_defaults_are_filled_from_the_schema():
+    config = validate_config(minimal())
+    assert config["seed"] == 0
+    assert config["classifier"]["epochs"] == 30
+    assert config["classifier"]["backbone"]["name"] == "vgg16"
+    assert config["segmentation"]["aspp_rates"] == [6, 12, 18, 24]
+    assert config["experiments"] == {"cam": {}}
+
+
+def test_a_wrong_value_is_reported_with_its_key():
+    config = minimal()
+    config["classifier"] = {"epochs": 0}
+    with pytest.raises(ConfigError, match=r"classifier\.epochs"):
+        validate_config(config)
+
+
+def test_an_unknown_key_is_reported():
+    config = minimal()
+    config["cam"] = {"scale": [1.0]}
+    with pytest.raises(ConfigError, match="scale"):
+        validate_config(config)
+
+
+def test_experiment_overrides_are_merged_and_validated():
+    config = minimal()
+    config["experiments"] = {"cam": {}, "long": {"classifier": {"epochs": 50}}, "bad": {"cam": {"flip": "yes"}}}
+    config = validate_config(config)
+    assert resolve_experiment(config, "long")["classifier"]["epochs"] == 50
+    assert resolve_experiment(config, "long")["classifier"]["batch_size"] == 8
+    assert resolve_experiment(config, "cam")["classifier"]["epochs"] == 30
+    with pytest.raises(ConfigError, match="bad"):
+        resolve_experiment(config, "bad")
+    with pytest.raises(ConfigError, match="nope"):
+        resolve_experiment(config, "nope")
+
+
+def test_stage_settings_carry_seed_compute_and_section():
+    config = validate_config(minimal())
+    settings = stage_settings(config, "cam", "crf")
+    assert set(settings) == {"seed", "experiment", "compute", "crf"}
+
+
+def test_shipped_configs_are_valid():
+    for path in (REPO / "config").glob("*.yaml"):
+        if path.name != "schema.yaml":
+            load_config(path)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.yaml"):
+        load_config(tmp_path / "nothere.yaml")
+
+
+def test_bad_yaml_value_names_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"dataset": {"name": "x y", "root": "r"}}))
+    with pytest.raises(ConfigError, match=r"c\.yaml.*\n.*dataset\.name"):
+        load_config(path)
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(0, "classifier", 1) == derive_seed(0, "classifier", 1)
+    assert len({derive_seed(0, "classifier", epoch) for epoch in range(50)}) == 50
+    assert derive_seed(0, "a") != derive_seed(1, "a")

@@ -1,0 +1,52 @@
+# Names and helpers shared by every rule: paths, experiment wildcards, per-experiment settings.
+import re
+import sys
+from pathlib import Path
+
+from wsss.cli import workflow_settings
+from wsss.config import resolve_experiment
+
+DATASET = config["dataset"]["name"]
+DATA_ROOT = config["dataset"]["root"]
+TRAIN_SPLIT = config["dataset"]["train_split"]
+EVAL_SPLIT = config["dataset"]["eval_split"]
+EXPERIMENTS = list(config["experiments"])
+RESULTS = f"results/{DATASET}"
+EXP = f"{RESULTS}/{{experiment}}"
+LOGS = f"{RESULTS}/{{experiment}}/logs"
+BENCHMARKS = f"{RESULTS}/{{experiment}}/benchmarks"
+BENCHMARK_CSV = "results/benchmark.csv"
+BENCHMARK_MD = "results/benchmark.md"
+PYTHON = sys.executable
+THREADS = config["compute"]["threads"]
+SCRIPTS = f"{workflow.basedir}/workflow/scripts"
+ENV = "../../envs/wsss.yaml"
+
+if config["dataset"]["source"] == "voc" and not Path(DATA_ROOT).is_dir():
+    raise WorkflowError(f"dataset.root {DATA_ROOT} does not exist: dataset.source 'voc' reads an existing "
+                        f"VOC-layout tree there")
+
+
+wildcard_constraints:
+    experiment="|".join(re.escape(name) for name in EXPERIMENTS),
+    shard=r"\d+",
+    num_shards=r"\d+",
+
+
+def settings(*sections):
+    """params: the JSON settings of the rule's experiment (a change reruns the rule)."""
+    return lambda wildcards: workflow_settings(config, wildcards.experiment, *sections)
+
+
+def num_shards(experiment, section):
+    return resolve_experiment(config, experiment)[section]["shards"]
+
+
+def shard_paths(pattern, section):
+    """Input function: every shard of an experiment, `pattern` with {shard} and {num_shards}."""
+
+    def paths(wildcards):
+        count = num_shards(wildcards.experiment, section)
+        return [pattern.format(experiment=wildcards.experiment, shard=k, num_shards=count) for k in range(count)]
+
+    return paths

@@ -1,0 +1,44 @@
+# Dense-CRF pseudo labels in shards (every core of the job), then an index and their evaluation.
+
+
+rule make_pseudo_labels:
+    input:
+        cams=f"{EXP}/cams/cams.h5",
+        dataset=DATA_ROOT,
+    output:
+        directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
+    params:
+        settings=settings("pseudo_labels", "crf"),
+        split=TRAIN_SPLIT,
+    threads: THREADS
+    log:
+        f"{LOGS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.log",
+    benchmark:
+        f"{BENCHMARKS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{PYTHON} {SCRIPTS}/make_pseudo_labels.py --settings {params.settings:q} --threads {threads}"
+        " --cams {input.cams} --dataset {input.dataset} --split {params.split}"
+        " --shard {wildcards.shard} --num-shards {wildcards.num_shards} --out {output} > {log} 2>&1"
+
+
+rule evaluate_pseudo_labels:
+    input:
+        shards=shard_paths(f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", "pseudo_labels"),
+        dataset=DATA_ROOT,
+    output:
+        index=f"{EXP}/pseudo_labels/index.txt",
+        metrics=f"{EXP}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
+        figure=f"{EXP}/figures/pseudo_labels.png",
+    params:
+        split=TRAIN_SPLIT,
+    log:
+        f"{LOGS}/evaluate_pseudo_labels.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_pseudo_labels.tsv"
+    conda:
+        ENV
+    shell:
+        "{PYTHON} {SCRIPTS}/evaluate_pseudo_labels.py --dataset {input.dataset} --split {params.split}"
+        " --index {output.index} --out {output.metrics} --figure {output.figure} {input.shards} > {log} 2>&1"

@@ -1,0 +1,49 @@
+# DeepLab-v2 on the pseudo labels, then predictions and mIoU on the evaluation split.
+
+
+rule train_segmentation:
+    input:
+        labels=f"{EXP}/pseudo_labels/index.txt",
+        dataset=DATA_ROOT,
+    output:
+        model=f"{EXP}/segmentation/model.pt",
+        history=f"{EXP}/segmentation/history.json",
+        curve=f"{EXP}/figures/segmentation_curve.png",
+    params:
+        settings=settings("segmentation"),
+        checkpoints=f"{EXP}/checkpoints/segmentation",
+    threads: THREADS
+    log:
+        f"{LOGS}/train_segmentation.log",
+    benchmark:
+        f"{BENCHMARKS}/train_segmentation.tsv"
+    conda:
+        ENV
+    shell:
+        "{PYTHON} {SCRIPTS}/train_segmentation.py --settings {params.settings:q} --threads {threads}"
+        " --dataset {input.dataset} --labels {input.labels} --model {output.model} --history {output.history}"
+        " --curve {output.curve} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+
+
+rule evaluate_segmentation:
+    input:
+        model=f"{EXP}/segmentation/model.pt",
+        dataset=DATA_ROOT,
+    output:
+        predictions=directory(f"{EXP}/segmentation/predictions_{EVAL_SPLIT}"),
+        metrics=f"{EXP}/metrics/segmentation_{EVAL_SPLIT}.json",
+        figure=f"{EXP}/figures/segmentation_{EVAL_SPLIT}.png",
+    params:
+        settings=settings("segmentation", "crf"),
+        split=EVAL_SPLIT,
+    threads: THREADS
+    log:
+        f"{LOGS}/evaluate_segmentation.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_segmentation.tsv"
+    conda:
+        ENV
+    shell:
+        "{PYTHON} {SCRIPTS}/evaluate_segmentation.py --settings {params.settings:q} --threads {threads}"
+        " --model {input.model} --dataset {input.dataset} --split {params.split}"
+        " --predictions {output.predictions} --out {output.metrics} --figure {output.figure} > {log} 2>&1"

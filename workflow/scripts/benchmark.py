@@ -1,0 +1,22 @@
+"""Gather the metrics of every experiment into a CSV and a Markdown table."""
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+from wsss.benchmark import collect_rows, read_timings, write_benchmark
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--dataset-name", required=True)
+parser.add_argument("--csv", required=True, help="output: results table (.csv)")
+parser.add_argument("--markdown", required=True, help="output: results table (.md)")
+parser.add_argument("--benchmarks", nargs="*", default=[], help="EXPERIMENT=DIR of Snakemake benchmark files")
+parser.add_argument("metrics", nargs="+", help="EXPERIMENT=metrics.json")
+args = parser.parse_args()
+metrics = defaultdict(list)
+for item in args.metrics:
+    experiment, path = item.split("=", 1)
+    metrics[experiment].append(path)
+timings = {item.split("=", 1)[0]: read_timings(Path(item.split("=", 1)[1])) for item in args.benchmarks}
+write_benchmark(collect_rows(args.dataset_name, dict(metrics)), args.csv, args.markdown, timings)
+print(Path(args.markdown).read_text())

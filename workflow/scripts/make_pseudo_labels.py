@@ -1,0 +1,15 @@
+"""Dense-CRF pseudo labels (palette PNGs, 255 = ignore) for one shard of a split, on every core given."""
+
+from wsss.cli import parse_stage_args, stage_parser
+from wsss.pseudo_labels import make_pseudo_labels
+
+parser = stage_parser(__doc__, ("pseudo_labels", "crf"))
+parser.add_argument("--cams", required=True, help="CAM index (.h5)")
+parser.add_argument("--dataset", required=True)
+parser.add_argument("--split", default="train")
+parser.add_argument("--shard", type=int, default=0)
+parser.add_argument("--num-shards", type=int, default=1)
+parser.add_argument("--out", required=True, help="output: directory of label PNGs (must not exist)")
+args, settings = parse_stage_args(parser)
+make_pseudo_labels(args.cams, args.dataset, args.split, settings, args.out, args.shard, args.num_shards,
+                   workers=max(1, args.threads))

@@ -1,0 +1,16 @@
+"""Train the classification network on image-level tags; write the model, its history and a curve."""
+
+from wsss.cli import parse_stage_args, stage_parser
+from wsss.figures import plot_curves
+from wsss.train_classifier import train_classifier
+
+parser = stage_parser(__doc__, ("classifier",))
+parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")
+parser.add_argument("--split", default="train")
+parser.add_argument("--model", required=True, help="output: final model (.pt)")
+parser.add_argument("--history", required=True, help="output: per-epoch history (.json)")
+parser.add_argument("--curve", required=True, help="output: training curve (.png)")
+parser.add_argument("--checkpoint-dir", required=True, help="resume checkpoints (kept when the job fails)")
+args, settings = parse_stage_args(parser)
+result = train_classifier(args.dataset, args.split, settings, args.model, args.history, args.checkpoint_dir)
+plot_curves(result["history"], "epoch", ["loss", "tag_accuracy", "lr"], "classifier training", args.curve)

@@ -1,0 +1,72 @@
+"""Stage: gather every experiment's metrics into results/benchmark.csv and a Markdown table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from .data.voc import atomic_path
+from .runtime import load_json
+
+COLUMNS = ("dataset", "experiment", "stage", "split", "miou", "pixel_accuracy", "num_images", "detail")
+STAGE_ORDER = {"cam": 0, "pseudo_label": 1, "segmentation": 2}
+
+
+def metrics_row(dataset: str, experiment: str, metrics: dict) -> dict:
+    detail = ""
+    if metrics["stage"] == "cam":
+        detail = f"best background threshold {metrics['best_threshold']}"
+    elif "ignored_fraction" in metrics and metrics["ignored_fraction"] > 0:
+        detail = f"{100 * metrics['ignored_fraction']:.1f}% ignored; labelled-pixel mIoU {metrics['labelled_miou']:.4f}"
+    return {"dataset": dataset, "experiment": experiment, "stage": metrics["stage"], "split": metrics["split"],
+            "miou": round(metrics["miou"], 4), "pixel_accuracy": round(metrics["pixel_accuracy"], 4),
+            "num_images": metrics["num_images"], "detail": detail}
+
+
+def collect_rows(dataset: str, metrics_files: dict[str, list[str | Path]]) -> list[dict]:
+    """Rows from {experiment: [metrics json, ...]}, ordered by experiment then stage."""
+    rows = [metrics_row(dataset, experiment, load_json(path))
+            for experiment, paths in metrics_files.items() for path in paths]
+    return sorted(rows, key=lambda row: (list(metrics_files).index(row["experiment"]), STAGE_ORDER[row["stage"]]))
+
+
+def read_timings(benchmark_dir: str | Path) -> list[tuple[str, float]]:
+    """(job, seconds) from Snakemake benchmark files (TSV with a header line and an `s` column)."""
+    timings = []
+    for path in sorted(Path(benchmark_dir).glob("*.tsv")):
+        with open(path) as handle:
+            records = list(csv.DictReader(handle, delimiter="\t"))
+        if records:
+            timings.append((path.stem, float(records[-1]["s"])))
+    return timings
+
+
+def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    tmp = atomic_path(path)
+    Path(tmp).write_text(text)
+    os.replace(tmp, path)
+
+
+def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str | Path,
+                    timings: dict[str, list[tuple[str, float]]] | None = None) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text(csv_path, buffer.getvalue())
+    text = "# Benchmark\n\nmIoU of CAM seeds and pseudo labels on the training split, and of DeepLab-v2 on the " \
+           "evaluation split.\n\n" + markdown_table(rows)
+    if timings:
+        timing_rows = [{"experiment": experiment, "job": job, "seconds": round(seconds, 1)}
+                       for experiment, jobs in timings.items() for job, seconds in jobs]
+        if timing_rows:
+            text += "\n## Wall time per job\n\n" + markdown_table(timing_rows, ("experiment", "job", "seconds"))
+    _write_text(markdown_path, text)

@@ -1,0 +1,62 @@
+"""Stage: class activation maps by multi-scale + flip inference (stored by `cam_store`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
+from .cam_store import CamWriter
+from .data.voc import VOCLayout, shard_names
+from .runtime import log, progress, select_device
+from .train_classifier import load_classifier
+
+
+@torch.no_grad()
+def multiscale_cams(model, images: torch.Tensor, scales, flip: bool) -> torch.Tensor:
+    """ReLU'd CAMs of a batch (B, 3, H, W), summed over scales (and flips), at (H, W): (B, C, H, W)."""
+    height, width = images.shape[2:]
+    total = None
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False) if scale != 1 else images
+        batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
+        cams = F.relu(model(batch)["cams"])
+        if flip:
+            cams = cams[: len(images)] + cams[len(images):].flip(-1)
+        cams = F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)
+        total = cams if total is None else total + cams
+    return total
+
+
+def normalise_per_class(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Scale each (.., H, W) map to [0, 1] by its maximum (maps are non-negative)."""
+    peak = cams.flatten(-2).amax(-1)[..., None, None]
+    return cams / (peak + eps)
+
+
+def extract_cams(model_path: str | Path, dataset_root: str | Path, split: str, settings: dict, out_path: str | Path,
+                 shard: int = 0, num_shards: int = 1) -> int:
+    """Compute and store the CAMs of one shard of a split; returns the number of images written."""
+    cam_settings = settings["cam"]
+    device = select_device(settings["compute"]["device"])
+    layout = VOCLayout(dataset_root)
+    tags = layout.tags(split)
+    names = shard_names(list(tags), shard, num_shards)
+    model = load_classifier(model_path, device)
+    dataset = InferenceDataset(layout, names)
+    batches = size_grouped_batches(image_sizes(layout, names), cam_settings["batch_size"])
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_inference,
+                        num_workers=settings["compute"]["loader_workers"], pin_memory=device.type == "cuda")
+    log.info("CAMs of shard %d/%d: %d images of split %s on %s", shard, num_shards, len(names), split, device)
+    with CamWriter(out_path) as writer:
+        for images, batch_names in progress(loader, desc=f"CAM shard {shard}", total=len(batches)):
+            cams = multiscale_cams(model, images.to(device), cam_settings["scales"], cam_settings["flip"])
+            for cam, name in zip(cams, batch_names):
+                image_tags = tags[name]
+                selected = normalise_per_class(cam[image_tags]) if image_tags else cam[:0]
+                writer.write(name, selected.cpu().numpy(), image_tags)
+    return len(names)

@@ -1,0 +1,176 @@
+"""PyTorch datasets over a VOC-layout root: classification (tags), segmentation (label maps), inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import ColorJitter
+
+from .voc import IGNORE_INDEX, VOCLayout, read_image, read_label_png
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    return (image - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def multi_hot(tags: list[int], num_classes: int) -> torch.Tensor:
+    target = torch.zeros(num_classes)
+    target[list(tags)] = 1.0
+    return target
+
+
+def random_scale_crop(image: torch.Tensor, label: torch.Tensor | None, size: int, scale_range,
+                      fill_label: int = IGNORE_INDEX):
+    """Rescale by a random factor, then take a random size x size crop (padding where the image is smaller).
+
+    `image` is (3, H, W) normalised (so zero padding is the mean colour); `label` (H, W) long or None.
+    """
+    low, high = scale_range
+    scale = float(torch.empty(1).uniform_(low, high)) if high > low else float(low)
+    height, width = image.shape[1:]
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
+    if label is not None:
+        label = F.interpolate(label[None, None].float(), size=(new_h, new_w), mode="nearest")[0, 0].long()
+    pad_h, pad_w = max(0, size - new_h), max(0, size - new_w)
+    if pad_h or pad_w:
+        image = F.pad(image, (0, pad_w, 0, pad_h), value=0.0)
+        if label is not None:
+            label = F.pad(label, (0, pad_w, 0, pad_h), value=fill_label)
+    height, width = image.shape[1:]
+    top = int(torch.randint(0, height - size + 1, (1,)))
+    left = int(torch.randint(0, width - size + 1, (1,)))
+    image = image[:, top:top + size, left:left + size]
+    if label is not None:
+        label = label[top:top + size, left:left + size]
+    if torch.rand(1) < 0.5:
+        image = image.flip(-1)
+        label = label.flip(-1) if label is not None else None
+    return image, label
+
+
+def seeded_batches(num_items: int, batch_size: int, seed: int) -> list[list[tuple[int, int]]]:
+    """One shuffled pass over a dataset as batches of (index, sample seed); the last short batch is dropped.
+
+    Augmentation is seeded per sample from these seeds, so a pass is a pure function of `seed`:
+    the same whatever the number of loader workers, and a resumed run can skip batches exactly.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(num_items, generator=generator).tolist()
+    sample_seeds = torch.randint(0, 2**31 - 1, (num_items,), generator=generator).tolist()
+    items = list(zip(order, sample_seeds))
+    batches = [items[start:start + batch_size] for start in range(0, num_items, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+def _seeded(item) -> int:
+    """Accept a plain index or (index, sample seed); seed the augmentation RNG with the latter."""
+    if isinstance(item, (tuple, list)):
+        index, sample_seed = item
+        torch.manual_seed(sample_seed)
+        return index
+    return item
+
+
+class ClassificationDataset(Dataset):
+    """Images with their multi-hot tags, augmented for classifier training."""
+
+    def __init__(self, layout: VOCLayout, split: str, input_size: int, scale_range=(1.0, 1.0),
+                 color_jitter=(0.0, 0.0, 0.0, 0.0)):
+        self.layout = layout
+        self.tags = layout.tags(split)
+        self.names = list(self.tags)
+        self.num_classes = layout.num_foreground
+        self.input_size = input_size
+        self.scale_range = scale_range
+        self.jitter = ColorJitter(*color_jitter) if any(color_jitter) else None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, item):
+        name = self.names[_seeded(item)]
+        image = to_tensor(read_image(self.layout.image_path(name)))
+        if self.jitter is not None:
+            image = self.jitter(image)
+        # square resize to the input size (RCA's protocol), then scale jitter and crop
+        image = F.interpolate(image[None], size=(self.input_size, self.input_size), mode="bilinear",
+                              align_corners=False)[0]
+        image, _ = random_scale_crop(normalize(image), None, self.input_size, self.scale_range)
+        return image, multi_hot(self.tags[name], self.num_classes)
+
+
+class SegmentationDataset(Dataset):
+    """Images with label maps (pseudo labels or ground truth), random scale, crop and flip."""
+
+    def __init__(self, layout: VOCLayout, label_paths: dict[str, str], crop_size: int, scale_range):
+        self.layout = layout
+        self.names = list(label_paths)
+        self.label_paths = label_paths
+        self.crop_size = crop_size
+        self.scale_range = scale_range
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, item):
+        name = self.names[_seeded(item)]
+        image = normalize(to_tensor(read_image(self.layout.image_path(name))))
+        label = torch.from_numpy(read_label_png(self.label_paths[name]).astype(np.int64))
+        if label.shape != image.shape[1:]:
+            raise ValueError(f"{self.label_paths[name]}: label size {tuple(label.shape)} differs from "
+                             f"image size {tuple(image.shape[1:])}")
+        return random_scale_crop(image, label, self.crop_size, self.scale_range)
+
+
+class InferenceDataset(Dataset):
+    """Full-size normalised images with their names (and tags, when the split has them)."""
+
+    def __init__(self, layout: VOCLayout, names: list[str]):
+        self.layout = layout
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int):
+        name = self.names[index]
+        return normalize(to_tensor(read_image(self.layout.image_path(name)))), name
+
+
+def image_sizes(layout: VOCLayout, names: list[str]) -> list[tuple[int, int]]:
+    """(height, width) of each image, read from the file headers only."""
+    sizes = []
+    for name in names:
+        with Image.open(layout.image_path(name)) as image:
+            sizes.append((image.height, image.width))
+    return sizes
+
+
+def size_grouped_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Batches of consecutive indices whose images share one size, so they stack without padding."""
+    batches: list[list[int]] = []
+    for index, size in enumerate(sizes):
+        if batches and len(batches[-1]) < batch_size and sizes[batches[-1][0]] == size:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def collate_inference(batch):
+    images, names = zip(*batch)
+    return torch.stack(images), list(names)

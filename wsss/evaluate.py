@@ -1,0 +1,65 @@
+"""Stage: evaluate CAM seeds (background-threshold sweep) and label maps against the ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .cam_store import read_cam_entry
+from .data.voc import IGNORE_INDEX, VOCLayout, read_label_png
+from .metrics import confusion_matrix, summarise
+from .pseudo_labels import read_label_index, seed_label
+from .runtime import progress
+
+
+def evaluate_cams(cams_path: str | Path, dataset_root: str | Path, split: str, thresholds: list[float]) -> dict:
+    """mIoU of CAM seeds at every background threshold; the best threshold's full metrics."""
+    layout = VOCLayout(dataset_root)
+    num_classes = len(layout.class_names)
+    names = layout.names(split)
+    confusions = np.zeros((len(thresholds), num_classes, num_classes), np.int64)
+    with h5py.File(cams_path, "r") as handle:
+        for name in progress(names, desc="evaluating CAM seeds"):
+            cams, tags = read_cam_entry(handle, name)
+            truth = read_label_png(layout.label_path(name))
+            for index, threshold in enumerate(thresholds):
+                confusions[index] += confusion_matrix(truth, seed_label(cams, tags, threshold), num_classes)
+    sweep = [{"threshold": t, "miou": summarise(c, layout.class_names)["miou"]} for t, c in zip(thresholds, confusions)]
+    best = max(range(len(thresholds)), key=lambda i: sweep[i]["miou"])
+    return {"stage": "cam", "split": split, "num_images": len(names), "best_threshold": thresholds[best],
+            "sweep": sweep, **summarise(confusions[best], layout.class_names)}
+
+
+def evaluate_label_maps(label_paths: dict[str, Path], dataset_root: str | Path, split: str, stage: str) -> dict:
+    """mIoU of label maps (pseudo labels or predictions); 255 predictions count as background.
+
+    Also reports the fraction of ignored pixels and the mIoU over labelled pixels only (precision view).
+    """
+    layout = VOCLayout(dataset_root)
+    num_classes = len(layout.class_names)
+    names = layout.names(split)
+    missing = [name for name in names if name not in label_paths]
+    if missing:
+        raise FileNotFoundError(f"no label map for {len(missing)} images of split {split!r}, e.g. {missing[0]}")
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    labelled_confusion = np.zeros_like(confusion)
+    ignored = total = 0
+    for name in progress(names, desc=f"evaluating {stage}"):
+        truth = read_label_png(layout.label_path(name))
+        prediction = read_label_png(label_paths[name])
+        if prediction.shape != truth.shape:
+            raise ValueError(f"{label_paths[name]}: size {prediction.shape} differs from the truth {truth.shape}")
+        confusion += confusion_matrix(truth, prediction, num_classes)
+        labelled = prediction != IGNORE_INDEX
+        labelled_confusion += confusion_matrix(truth[labelled], prediction[labelled], num_classes)
+        ignored += int((~labelled).sum())
+        total += prediction.size
+    return {"stage": stage, "split": split, "num_images": len(names), **summarise(confusion, layout.class_names),
+            "ignored_fraction": ignored / max(total, 1),
+            "labelled_miou": summarise(labelled_confusion, layout.class_names)["miou"]}
+
+
+def evaluate_pseudo_labels(index_path: str | Path, dataset_root: str | Path, split: str) -> dict:
+    return evaluate_label_maps(read_label_index(index_path), dataset_root, split, "pseudo_label")

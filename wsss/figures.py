@@ -1,0 +1,96 @@
+"""Pictures where they say more than numbers: training curves, threshold sweeps, CAM overlays, label maps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .cam_store import read_cam_entry  # noqa: E402
+from .data.voc import VOCLayout, atomic_path, read_image, read_label_png, voc_palette  # noqa: E402
+
+PALETTE = voc_palette()
+
+
+def _save(figure, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_path(path).with_suffix(".png")
+    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def plot_curves(records: list[dict], x_key: str, y_keys: list[str], title: str, path: str | Path) -> None:
+    figure, axes = plt.subplots(1, len(y_keys), figsize=(4 * len(y_keys), 3))
+    axes = np.atleast_1d(axes)
+    xs = [record[x_key] for record in records]
+    for axis, key in zip(axes, y_keys):
+        axis.plot(xs, [record[key] for record in records], marker=".")
+        axis.set_xlabel(x_key)
+        axis.set_ylabel(key)
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def plot_threshold_sweep(metrics: dict, path: str | Path) -> None:
+    figure, axis = plt.subplots(figsize=(4, 3))
+    axis.plot([p["threshold"] for p in metrics["sweep"]], [p["miou"] for p in metrics["sweep"]], marker="o")
+    axis.axvline(metrics["best_threshold"], color="grey", linestyle="--")
+    axis.set_xlabel("background threshold")
+    axis.set_ylabel("seed mIoU")
+    axis.set_title(f"CAM seeds: best {metrics['miou']:.3f} at {metrics['best_threshold']}")
+    axis.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def colourise(label: np.ndarray) -> np.ndarray:
+    return PALETTE[label]
+
+
+def cam_overlays(cams_path: str | Path, dataset_root: str | Path, names: list[str], path: str | Path) -> None:
+    """Per image: the image, the truth, and each tagged class's CAM over the image."""
+    layout = VOCLayout(dataset_root)
+    with h5py.File(cams_path, "r") as handle:
+        entries = [(name, *read_cam_entry(handle, name)) for name in names]
+    columns = 2 + max((len(tags) for _, _, tags in entries), default=1)
+    figure, axes = plt.subplots(len(entries), columns, figsize=(2 * columns, 2 * len(entries)), squeeze=False)
+    for row, (name, cams, tags) in zip(axes, entries):
+        image = read_image(layout.image_path(name))
+        row[0].imshow(image)
+        row[0].set_title(name, fontsize=7)
+        row[1].imshow(colourise(read_label_png(layout.label_path(name))))
+        row[1].set_title("truth", fontsize=7)
+        for axis, cam, tag in zip(row[2:], cams, tags):
+            axis.imshow(image)
+            axis.imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            axis.set_title(layout.class_names[tag + 1], fontsize=7)
+        for axis in row:
+            axis.axis("off")
+    _save(figure, path)
+
+
+def label_grid(dataset_root: str | Path, columns: dict[str, dict[str, Path]], names: list[str],
+               path: str | Path) -> None:
+    """Per image: the image, the truth and one column per labelling (e.g. pseudo labels, predictions)."""
+    layout = VOCLayout(dataset_root)
+    width = 2 + len(columns)
+    figure, axes = plt.subplots(len(names), width, figsize=(2 * width, 2 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        row[0].imshow(read_image(layout.image_path(name)))
+        row[0].set_title(name, fontsize=7)
+        row[1].imshow(colourise(read_label_png(layout.label_path(name))))
+        row[1].set_title("truth", fontsize=7)
+        for axis, (title, paths) in zip(row[2:], columns.items()):
+            axis.imshow(colourise(read_label_png(paths[name])))
+            axis.set_title(title, fontsize=7)
+        for axis in row:
+            axis.axis("off")
+    _save(figure, path)

@@ -1,0 +1,122 @@
+"""Stage: train the classification network on image-level tags (multi-label soft margin).
+
+Resume: after every epoch a checkpoint goes to `checkpoint_dir/last.pt` (beside, not as, the output),
+and each epoch's order and augmentation are a function of (seed, epoch), so a run resumed after a
+kill gives the same model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .config import derive_seed
+from .data.datasets import ClassificationDataset, seeded_batches
+from .data.voc import VOCLayout
+from .models.classifier import CAMClassifier, build_classifier
+from .runtime import load_json, log, progress, save_json, save_torch, seed_everything, select_device
+
+
+def lr_factor(epoch: int, settings: dict) -> float:
+    """Step schedule (x lr_gamma at each milestone) with optional linear warm-up, per epoch."""
+    factor = settings["lr_gamma"] ** sum(epoch >= milestone for milestone in settings["lr_milestones"])
+    if epoch < settings["warmup_epochs"]:
+        factor *= (epoch + 1) / (settings["warmup_epochs"] + 1)
+    return factor
+
+
+def make_optimizer(model: CAMClassifier, settings: dict) -> torch.optim.Optimizer:
+    """SGD with the RCA groups: backbone 1x/2x, new layers 10x/20x (weights/biases); no decay on biases."""
+    lr, mult = settings["lr"], settings["new_layer_lr_mult"]
+    groups = model.param_groups()
+    spec = {"backbone_weight": (1.0, True), "backbone_bias": (2.0, False),
+            "new_weight": (mult, True), "new_bias": (2.0 * mult, False)}
+    param_groups = [
+        {"params": groups[name], "base_lr": lr * scale, "lr": lr * scale,
+         "weight_decay": settings["weight_decay"] if decay else 0.0}
+        for name, (scale, decay) in spec.items() if groups[name]
+    ]
+    return torch.optim.SGD(param_groups, lr=lr, momentum=settings["momentum"], nesterov=settings["nesterov"])
+
+
+def train_one_epoch(model, loader, optimizer, device, epoch: int) -> dict:
+    model.train()
+    total_loss, correct, seen_tags, images = 0.0, 0, 0, 0
+    for batch_images, targets in progress(loader, desc=f"classifier epoch {epoch}", leave=False):
+        batch_images, targets = batch_images.to(device), targets.to(device)
+        logits = model(batch_images)["logits"]
+        loss = F.multilabel_soft_margin_loss(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += float(loss) * len(batch_images)
+        correct += int(((logits > 0).float() == targets).sum())
+        seen_tags += targets.numel()
+        images += len(batch_images)
+    return {"epoch": epoch, "loss": total_loss / images, "tag_accuracy": correct / seen_tags}
+
+
+def train_classifier(dataset_root: str | Path, split: str, settings: dict, model_path: str | Path,
+                     history_path: str | Path, checkpoint_dir: str | Path) -> dict:
+    """Train (or resume) the classifier; write the final model and the per-epoch history."""
+    train_settings = settings["classifier"]
+    seed, experiment = settings["seed"], settings["experiment"]
+    device = select_device(settings["compute"]["device"])
+    layout = VOCLayout(dataset_root)
+    dataset = ClassificationDataset(layout, split, train_settings["input_size"], train_settings["scale_range"],
+                                    train_settings["color_jitter"])
+    seed_everything(derive_seed(seed, "classifier-init", experiment))
+    model = build_classifier(train_settings, layout.num_foreground).to(device)
+    optimizer = make_optimizer(model, train_settings)
+
+    checkpoint_path = Path(checkpoint_dir) / "last.pt"
+    history, start_epoch = [], 0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["settings"] != train_settings:
+            raise ValueError(f"{checkpoint_path} was written with other classifier settings; "
+                             f"delete it to train from scratch")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+        log.info("resuming classifier from %s at epoch %d", checkpoint_path, start_epoch)
+
+    log.info("classifier: %d images, %d classes, device %s, %d epochs", len(dataset), layout.num_foreground,
+             device, train_settings["epochs"])
+    for epoch in range(start_epoch, train_settings["epochs"]):
+        batches = seeded_batches(len(dataset), train_settings["batch_size"],
+                                 derive_seed(seed, "classifier", experiment, epoch))
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings["compute"]["loader_workers"],
+                            pin_memory=device.type == "cuda")
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_factor(epoch, train_settings)
+        started = time.time()
+        record = train_one_epoch(model, loader, optimizer, device, epoch)
+        record.update(lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - started, 2))
+        history.append(record)
+        log.info("epoch %d: loss %.4f tag accuracy %.4f (%.1f s)", epoch, record["loss"], record["tag_accuracy"],
+                 record["seconds"])
+        save_torch({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "history": history, "settings": train_settings}, checkpoint_path)
+
+    save_torch({"model": model.state_dict(), "num_classes": layout.num_foreground, "settings": train_settings,
+                "class_names": layout.class_names}, model_path)
+    save_json({"experiment": experiment, "epochs": history}, history_path)
+    return {"history": history}
+
+
+def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
+    state = torch.load(model_path, map_location=device, weights_only=False)
+    settings = dict(state["settings"])
+    settings["backbone"] = {**settings["backbone"], "weights": None}  # the trained weights follow
+    model = build_classifier(settings, state["num_classes"]).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def load_history(path: str | Path) -> list[dict]:
+    return load_json(path)["epochs"]

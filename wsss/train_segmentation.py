@@ -1,0 +1,149 @@
+"""Stage: train DeepLab-v2 on label maps (pseudo labels, or true masks for the oracle); predict and evaluate.
+
+Resume: every `checkpoint_every` iterations a checkpoint goes to `checkpoint_dir/last.pt`; the data
+order is a function of (seed, pass over the data), so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .config import derive_seed
+from .data.datasets import (InferenceDataset, SegmentationDataset, collate_inference, image_sizes, seeded_batches,
+                            size_grouped_batches)
+from .data.voc import IGNORE_INDEX, VOCLayout, read_image, write_label_png
+from .models.deeplab import DeepLabV2, build_deeplab
+from .runtime import log, progress, save_json, save_torch, seed_everything, select_device
+
+
+def make_optimizer(model: DeepLabV2, settings: dict) -> torch.optim.SGD:
+    groups = model.param_groups()
+    lr = settings["lr"]
+    return torch.optim.SGD(
+        [{"params": groups["backbone"], "base_lr": lr, "lr": lr},
+         {"params": groups["classifier"], "base_lr": lr * settings["classifier_lr_mult"],
+          "lr": lr * settings["classifier_lr_mult"]}],
+        lr=lr, momentum=settings["momentum"], weight_decay=settings["weight_decay"])
+
+
+def poly_factor(iteration: int, total: int, power: float) -> float:
+    return (1 - iteration / total) ** power
+
+
+def batches_from(dataset, settings: dict, seed: int, experiment: str, start_iteration: int, loader_workers: int,
+                 pin_memory: bool):
+    """Yield (iteration, batch) from start_iteration on; pass k over the data is a function of (seed, k)."""
+    batch_size = min(settings["batch_size"], len(dataset))
+    per_pass = len(dataset) // batch_size
+    data_pass, skip = divmod(start_iteration, per_pass)
+    iteration = start_iteration
+    while True:
+        batches = seeded_batches(len(dataset), batch_size, derive_seed(seed, "segmentation", experiment, data_pass))
+        loader = DataLoader(dataset, batch_sampler=batches[skip:], num_workers=loader_workers, pin_memory=pin_memory)
+        for batch in loader:
+            yield iteration, batch
+            iteration += 1
+        data_pass, skip = data_pass + 1, 0
+
+
+def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], settings: dict, model_path: str | Path,
+                       history_path: str | Path, checkpoint_dir: str | Path) -> dict:
+    seg = settings["segmentation"]
+    seed, experiment = settings["seed"], settings["experiment"]
+    device = select_device(settings["compute"]["device"])
+    layout = VOCLayout(dataset_root)
+    num_classes = len(layout.class_names)
+    dataset = SegmentationDataset(layout, {name: str(path) for name, path in label_paths.items()},
+                                  seg["crop_size"], seg["scale_range"])
+    seed_everything(derive_seed(seed, "segmentation-init", experiment))
+    model = build_deeplab(seg, num_classes).to(device)
+    optimizer = make_optimizer(model, seg)
+
+    checkpoint_path = Path(checkpoint_dir) / "last.pt"
+    history, start = [], 0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["settings"] != seg:
+            raise ValueError(f"{checkpoint_path} was written with other segmentation settings; "
+                             f"delete it to train from scratch")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start = state["history"], state["iteration"]
+        log.info("resuming segmentation from %s at iteration %d", checkpoint_path, start)
+
+    total = seg["iterations"]
+    log.info("DeepLab-v2: %d training images, %d iterations, device %s", len(dataset), total, device)
+    model.train()
+    running, window, started = 0.0, 0, time.time()
+    stream = batches_from(dataset, seg, seed, experiment, start, settings["compute"]["loader_workers"],
+                             device.type == "cuda")
+    bar = progress(range(start, total), desc="DeepLab-v2", initial=start, total=total)
+    for _ in bar:
+        iteration, (images, labels) = next(stream)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * poly_factor(iteration, total, seg["poly_power"])
+        images, labels = images.to(device), labels.to(device)
+        logits = F.interpolate(model(images), size=labels.shape[1:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += float(loss)
+        window += 1
+        done = iteration + 1
+        if done % seg["checkpoint_every"] == 0 or done == total:
+            history.append({"iteration": done, "loss": running / window, "lr": optimizer.param_groups[0]["lr"],
+                            "seconds": round(time.time() - started, 2)})
+            log.info("iteration %d: loss %.4f", done, running / window)
+            running, window, started = 0.0, 0, time.time()
+            save_torch({"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "history": history, "settings": seg}, checkpoint_path)
+
+    save_torch({"model": model.state_dict(), "num_classes": num_classes, "settings": seg,
+                "class_names": layout.class_names}, model_path)
+    save_json({"experiment": experiment, "iterations": history}, history_path)
+    return {"history": history}
+
+
+def load_deeplab(model_path: str | Path, device: torch.device) -> DeepLabV2:
+    state = torch.load(model_path, map_location=device, weights_only=False)
+    settings = dict(state["settings"])
+    settings["backbone"] = {**settings["backbone"], "weights": None}
+    model = build_deeplab(settings, state["num_classes"]).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model_path: str | Path, dataset_root: str | Path, split: str, settings: dict, out_dir: str | Path,
+            crf_settings: dict | None = None, batch_size: int = 8) -> dict[str, Path]:
+    """Write a palette PNG prediction for every image of a split (CRF post-processing when given)."""
+    from .crf import dense_crf
+
+    device = select_device(settings["compute"]["device"])
+    layout = VOCLayout(dataset_root)
+    names = layout.names(split)
+    model = load_deeplab(model_path, device)
+    batches = size_grouped_batches(image_sizes(layout, names), batch_size)
+    loader = DataLoader(InferenceDataset(layout, names), batch_sampler=batches, collate_fn=collate_inference,
+                        num_workers=settings["compute"]["loader_workers"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for images, batch_names in progress(loader, desc=f"predicting {split}", total=len(batches)):
+        images = images.to(device)
+        logits = model(images) + model(images.flip(-1)).flip(-1)
+        probabilities = F.softmax(F.interpolate(logits, size=images.shape[2:], mode="bilinear",
+                                                align_corners=False), dim=1).cpu().numpy()
+        for probability, name in zip(probabilities, batch_names):
+            if crf_settings is not None:
+                probability = dense_crf(read_image(layout.image_path(name)), probability, crf_settings)
+            paths[name] = out_dir / f"{name}.png"
+            write_label_png(paths[name], probability.argmax(0).astype(np.uint8))
+    return paths
