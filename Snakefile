@@ -1,15 +1,16 @@
 # The RCA weakly supervised segmentation pipeline: image tags -> classifier -> CAMs -> CRF pseudo labels
 # -> DeepLab-v2 -> benchmark table. `snakemake -c N` runs it on the built-in dataset (config/config.yaml);
 # `--configfile FILE` runs another configuration instead (defaults: config/schema.yaml).
+import os
 import sys
 
-sys.path.insert(0, workflow.basedir)  # the wsss package, also when it is not pip-installed
+sys.path.insert(0, workflow.basedir)  # the wsss package, also where it is not pip-installed
 
 from wsss.config import validate_config
 
 
 if not workflow.overwrite_configfiles:
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 validate_config(config, "the workflow configuration")

@@ -74,3 +74,19 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, "classifier", 1) == derive_seed(0, "classifier", 1)
     assert len({derive_seed(0, "classifier", epoch) for epoch in range(50)}) == 50
     assert derive_seed(0, "a") != derive_seed(1, "a")
+
+
+def test_stage_scripts_take_json_settings_or_a_config_file(tmp_path):
+    from wsss.cli import parse_stage_args, stage_parser, workflow_settings
+
+    config_path = REPO / "config" / "config.yaml"
+    parser = stage_parser("test", ("cam",))
+    _, from_file = parse_stage_args(parser, argv=["--config", str(config_path)])
+    text = workflow_settings(load_config(config_path), "cam", "cam")
+    assert "compute" not in text  # device/threads do not trigger reruns
+    _, from_json = parse_stage_args(stage_parser("test", ("cam",)), argv=["--settings", text])
+    assert from_json["cam"] == from_file["cam"] and from_json["seed"] == from_file["seed"]
+    assert from_json["compute"]["device"] == "auto"  # schema default when --compute is not given
+    _, with_compute = parse_stage_args(stage_parser("test", ("cam",)), argv=
+                                       ["--settings", text, "--compute", '{"device": "cpu"}'])
+    assert with_compute["compute"] == {"device": "cpu"}

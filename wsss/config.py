@@ -54,6 +54,11 @@ def validate_config(config: dict, source: str = "config") -> dict:
     return config
 
 
+def section_defaults(section: str) -> dict:
+    """The schema's defaults of one top-level section."""
+    return validate_config({"dataset": {"name": "defaults", "root": "."}})[section]
+
+
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():

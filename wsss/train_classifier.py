@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .config import derive_seed
 from .data.datasets import ClassificationDataset, seeded_batches
 from .data.voc import VOCLayout
@@ -53,7 +54,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += float(loss) * len(batch_images)
+        total_loss += loss.item() * len(batch_images)
         correct += int(((logits > 0).float() == targets).sum())
         seen_tags += targets.numel()
         images += len(batch_images)
@@ -74,12 +75,10 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
     optimizer = make_optimizer(model, train_settings)
 
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
+    run_fingerprint = fingerprint(train_settings, seed, experiment, dataset.tags, dataset_identity(layout))
     history, start_epoch = [], 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["settings"] != train_settings:
-            raise ValueError(f"{checkpoint_path} was written with other classifier settings; "
-                             f"delete it to train from scratch")
+    state = load_checkpoint(checkpoint_path, run_fingerprint, device)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch = state["history"], state["epoch"] + 1
@@ -100,13 +99,19 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
         history.append(record)
         log.info("epoch %d: loss %.4f tag accuracy %.4f (%.1f s)", epoch, record["loss"], record["tag_accuracy"],
                  record["seconds"])
-        save_torch({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "history": history, "settings": train_settings}, checkpoint_path)
+        save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "history": history}, checkpoint_path, run_fingerprint)
 
     save_torch({"model": model.state_dict(), "num_classes": layout.num_foreground, "settings": train_settings,
                 "class_names": layout.class_names}, model_path)
     save_json({"experiment": experiment, "epochs": history}, history_path)
     return {"history": history}
+
+
+def dataset_identity(layout: VOCLayout) -> str:
+    """What identifies a dataset's content: its generator record when it has one, else its root."""
+    record = layout.root / "dataset.json"
+    return record.read_text() if record.exists() else str(layout.root.resolve())
 
 
 def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .checkpoint import files_fingerprint, fingerprint, load_checkpoint, save_checkpoint
 from .config import derive_seed
 from .data.datasets import (InferenceDataset, SegmentationDataset, collate_inference, image_sizes, seeded_batches,
                             size_grouped_batches)
@@ -66,12 +67,11 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
     optimizer = make_optimizer(model, seg)
 
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
+    run_fingerprint = fingerprint(seg, seed, experiment, sorted(label_paths),
+                                  files_fingerprint(label_paths[name] for name in sorted(label_paths)))
     history, start = [], 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["settings"] != seg:
-            raise ValueError(f"{checkpoint_path} was written with other segmentation settings; "
-                             f"delete it to train from scratch")
+    state = load_checkpoint(checkpoint_path, run_fingerprint, device)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start = state["history"], state["iteration"]
@@ -94,7 +94,7 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        running += float(loss)
+        running += loss.item()
         window += 1
         done = iteration + 1
         if done % seg["checkpoint_every"] == 0 or done == total:
@@ -102,8 +102,8 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
                             "seconds": round(time.time() - started, 2)})
             log.info("iteration %d: loss %.4f", done, running / window)
             running, window, started = 0.0, 0, time.time()
-            save_torch({"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "history": history, "settings": seg}, checkpoint_path)
+            save_checkpoint({"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "history": history}, checkpoint_path, run_fingerprint)
 
     save_torch({"model": model.state_dict(), "num_classes": num_classes, "settings": seg,
                 "class_names": layout.class_names}, model_path)

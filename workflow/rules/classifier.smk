@@ -1,5 +1,5 @@
-# Classifier training on image tags. Checkpoints live under params.checkpoints (not an output), so they
-# survive a failed or killed job and the rerun resumes from them.
+# Classifier training on image tags. Checkpoints live under params.checkpoint_dir (not an output), so
+# they survive a failed or killed job and the rerun resumes from them.
 
 
 rule train_classifier:
@@ -11,7 +11,7 @@ rule train_classifier:
         curve=f"{EXP}/figures/classifier_curve.png",
     params:
         settings=settings("classifier"),
-        checkpoints=f"{EXP}/checkpoints/classifier",
+        checkpoint_dir=f"{EXP}/checkpoints/classifier",
         split=TRAIN_SPLIT,
     threads: THREADS
     log:
@@ -20,7 +20,5 @@ rule train_classifier:
         f"{BENCHMARKS}/train_classifier.tsv"
     conda:
         ENV
-    shell:
-        "{PYTHON} {SCRIPTS}/train_classifier.py --settings {params.settings:q} --threads {threads}"
-        " --dataset {input.dataset} --split {params.split} --model {output.model} --history {output.history}"
-        " --curve {output.curve} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+    script:
+        "../scripts/train_classifier.py"

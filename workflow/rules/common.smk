@@ -1,6 +1,5 @@
 # Names and helpers shared by every rule: paths, experiment wildcards, per-experiment settings.
 import re
-import sys
 from pathlib import Path
 
 from wsss.cli import workflow_settings
@@ -17,9 +16,7 @@ LOGS = f"{RESULTS}/{{experiment}}/logs"
 BENCHMARKS = f"{RESULTS}/{{experiment}}/benchmarks"
 BENCHMARK_CSV = "results/benchmark.csv"
 BENCHMARK_MD = "results/benchmark.md"
-PYTHON = sys.executable
 THREADS = config["compute"]["threads"]
-SCRIPTS = f"{workflow.basedir}/workflow/scripts"
 ENV = "../../envs/wsss.yaml"
 
 if config["dataset"]["source"] == "voc" and not Path(DATA_ROOT).is_dir():
@@ -50,3 +47,11 @@ def shard_paths(pattern, section):
         return [pattern.format(experiment=wildcards.experiment, shard=k, num_shards=count) for k in range(count)]
 
     return paths
+
+
+def experiment_metrics(experiment):
+    return [
+        f"{RESULTS}/{experiment}/metrics/cam_{TRAIN_SPLIT}.json",
+        f"{RESULTS}/{experiment}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
+        f"{RESULTS}/{experiment}/metrics/segmentation_{EVAL_SPLIT}.json",
+    ]

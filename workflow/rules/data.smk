@@ -6,7 +6,7 @@ if config["dataset"]["source"] == "synthetic":
 
     rule prepare_dataset:
         output:
-            directory(DATA_ROOT),
+            out=directory(DATA_ROOT),
         params:
             settings=workflow_settings(config, EXPERIMENTS[0], "dataset"),
         log:
@@ -15,5 +15,5 @@ if config["dataset"]["source"] == "synthetic":
             f"{RESULTS}/benchmarks/prepare_dataset.tsv"
         conda:
             ENV
-        shell:
-            "{PYTHON} {SCRIPTS}/prepare_dataset.py --settings {params.settings:q} --out {output} > {log} 2>&1"
+        script:
+            "../scripts/prepare_dataset.py"

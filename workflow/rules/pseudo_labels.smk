@@ -6,10 +6,12 @@ rule make_pseudo_labels:
         cams=f"{EXP}/cams/cams.h5",
         dataset=DATA_ROOT,
     output:
-        directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
+        out=directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
     params:
         settings=settings("pseudo_labels", "crf"),
         split=TRAIN_SPLIT,
+        shard=lambda wildcards: wildcards.shard,
+        num_shards=lambda wildcards: wildcards.num_shards,
     threads: THREADS
     log:
         f"{LOGS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.log",
@@ -17,10 +19,8 @@ rule make_pseudo_labels:
         f"{BENCHMARKS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.tsv"
     conda:
         ENV
-    shell:
-        "{PYTHON} {SCRIPTS}/make_pseudo_labels.py --settings {params.settings:q} --threads {threads}"
-        " --cams {input.cams} --dataset {input.dataset} --split {params.split}"
-        " --shard {wildcards.shard} --num-shards {wildcards.num_shards} --out {output} > {log} 2>&1"
+    script:
+        "../scripts/make_pseudo_labels.py"
 
 
 rule evaluate_pseudo_labels:
@@ -29,7 +29,7 @@ rule evaluate_pseudo_labels:
         dataset=DATA_ROOT,
     output:
         index=f"{EXP}/pseudo_labels/index.txt",
-        metrics=f"{EXP}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
+        out=f"{EXP}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
         figure=f"{EXP}/figures/pseudo_labels.png",
     params:
         split=TRAIN_SPLIT,
@@ -39,6 +39,5 @@ rule evaluate_pseudo_labels:
         f"{BENCHMARKS}/evaluate_pseudo_labels.tsv"
     conda:
         ENV
-    shell:
-        "{PYTHON} {SCRIPTS}/evaluate_pseudo_labels.py --dataset {input.dataset} --split {params.split}"
-        " --index {output.index} --out {output.metrics} --figure {output.figure} {input.shards} > {log} 2>&1"
+    script:
+        "../scripts/evaluate_pseudo_labels.py"

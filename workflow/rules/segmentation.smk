@@ -11,7 +11,7 @@ rule train_segmentation:
         curve=f"{EXP}/figures/segmentation_curve.png",
     params:
         settings=settings("segmentation"),
-        checkpoints=f"{EXP}/checkpoints/segmentation",
+        checkpoint_dir=f"{EXP}/checkpoints/segmentation",
     threads: THREADS
     log:
         f"{LOGS}/train_segmentation.log",
@@ -19,10 +19,8 @@ rule train_segmentation:
         f"{BENCHMARKS}/train_segmentation.tsv"
     conda:
         ENV
-    shell:
-        "{PYTHON} {SCRIPTS}/train_segmentation.py --settings {params.settings:q} --threads {threads}"
-        " --dataset {input.dataset} --labels {input.labels} --model {output.model} --history {output.history}"
-        " --curve {output.curve} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+    script:
+        "../scripts/train_segmentation.py"
 
 
 rule evaluate_segmentation:
@@ -31,7 +29,7 @@ rule evaluate_segmentation:
         dataset=DATA_ROOT,
     output:
         predictions=directory(f"{EXP}/segmentation/predictions_{EVAL_SPLIT}"),
-        metrics=f"{EXP}/metrics/segmentation_{EVAL_SPLIT}.json",
+        out=f"{EXP}/metrics/segmentation_{EVAL_SPLIT}.json",
         figure=f"{EXP}/figures/segmentation_{EVAL_SPLIT}.png",
     params:
         settings=settings("segmentation", "crf"),
@@ -43,7 +41,5 @@ rule evaluate_segmentation:
         f"{BENCHMARKS}/evaluate_segmentation.tsv"
     conda:
         ENV
-    shell:
-        "{PYTHON} {SCRIPTS}/evaluate_segmentation.py --settings {params.settings:q} --threads {threads}"
-        " --model {input.model} --dataset {input.dataset} --split {params.split}"
-        " --predictions {output.predictions} --out {output.metrics} --figure {output.figure} > {log} 2>&1"
+    script:
+        "../scripts/evaluate_segmentation.py"

@@ -1,9 +1,12 @@
 """Gather the metrics of every experiment into a CSV and a Markdown table."""
 
+import _repo  # noqa: F401  (makes wsss importable)
+
 import argparse
 from collections import defaultdict
 from pathlib import Path
 
+from wsss.cli import parse_args
 from wsss.benchmark import collect_rows, read_timings, write_benchmark
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -11,8 +14,8 @@ parser.add_argument("--dataset-name", required=True)
 parser.add_argument("--csv", required=True, help="output: results table (.csv)")
 parser.add_argument("--markdown", required=True, help="output: results table (.md)")
 parser.add_argument("--benchmarks", nargs="*", default=[], help="EXPERIMENT=DIR of Snakemake benchmark files")
-parser.add_argument("metrics", nargs="+", help="EXPERIMENT=metrics.json")
-args = parser.parse_args()
+parser.add_argument("--metrics", nargs="+", required=True, help="EXPERIMENT=metrics.json")
+args = parse_args(parser, globals().get("snakemake"))
 metrics = defaultdict(list)
 for item in args.metrics:
     experiment, path = item.split("=", 1)

@@ -1,5 +1,7 @@
 """Evaluate CAM seeds against the truth over a background-threshold sweep; plot the sweep and overlays."""
 
+import _repo  # noqa: F401  (makes wsss importable)
+
 from wsss.cli import parse_stage_args, stage_parser
 from wsss.data.voc import VOCLayout
 from wsss.evaluate import evaluate_cams
@@ -13,7 +15,7 @@ parser.add_argument("--split", default="train")
 parser.add_argument("--out", required=True, help="output: metrics (.json)")
 parser.add_argument("--sweep-figure", required=True, help="output: mIoU vs threshold (.png)")
 parser.add_argument("--overlay-figure", required=True, help="output: CAM overlays (.png)")
-args, settings = parse_stage_args(parser)
+args, settings = parse_stage_args(parser, globals().get("snakemake"))
 metrics = evaluate_cams(args.cams, args.dataset, args.split, settings["cam"]["bg_thresholds"])
 save_json(metrics, args.out)
 log.info("CAM seed mIoU %.4f at background threshold %s", metrics["miou"], metrics["best_threshold"])

@@ -1,11 +1,14 @@
 """Index the CAM shards in one HDF5 file (external links, no copy)."""
 
+import _repo  # noqa: F401  (makes wsss importable)
+
 import argparse
 
+from wsss.cli import parse_args
 from wsss.cam_store import gather_cams
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--out", required=True, help="output: index (.h5)")
-parser.add_argument("shards", nargs="+", help="CAM shard files")
-args = parser.parse_args()
+parser.add_argument("--shards", nargs="+", required=True, help="CAM shard files")
+args = parse_args(parser, globals().get("snakemake"))
 print(f"indexed {gather_cams(args.shards, args.out)} images")

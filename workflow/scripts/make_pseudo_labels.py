@@ -1,5 +1,7 @@
 """Dense-CRF pseudo labels (palette PNGs, 255 = ignore) for one shard of a split, on every core given."""
 
+import _repo  # noqa: F401  (makes wsss importable)
+
 from wsss.cli import parse_stage_args, stage_parser
 from wsss.pseudo_labels import make_pseudo_labels
 
@@ -10,6 +12,6 @@ parser.add_argument("--split", default="train")
 parser.add_argument("--shard", type=int, default=0)
 parser.add_argument("--num-shards", type=int, default=1)
 parser.add_argument("--out", required=True, help="output: directory of label PNGs (must not exist)")
-args, settings = parse_stage_args(parser)
+args, settings = parse_stage_args(parser, globals().get("snakemake"))
 make_pseudo_labels(args.cams, args.dataset, args.split, settings, args.out, args.shard, args.num_shards,
                    workers=max(1, args.threads))

@@ -1,5 +1,7 @@
 """Generate the built-in dataset in VOC layout (dataset.source: synthetic)."""
 
+import _repo  # noqa: F401  (makes wsss importable)
+
 import json
 import sys
 
@@ -9,7 +11,7 @@ from wsss.runtime import log
 
 parser = stage_parser(__doc__, ("dataset",))
 parser.add_argument("--out", required=True, help="dataset root to create (must not exist)")
-args, settings = parse_stage_args(parser)
+args, settings = parse_stage_args(parser, globals().get("snakemake"))
 dataset = settings["dataset"]
 if dataset["source"] != "synthetic":
     sys.exit(f"dataset.source is {dataset['source']!r}: only the synthetic dataset is generated here")

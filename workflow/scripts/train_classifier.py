@@ -1,5 +1,7 @@
 """Train the classification network on image-level tags; write the model, its history and a curve."""
 
+import _repo  # noqa: F401  (makes wsss importable)
+
 from wsss.cli import parse_stage_args, stage_parser
 from wsss.figures import plot_curves
 from wsss.train_classifier import train_classifier
@@ -11,6 +13,6 @@ parser.add_argument("--model", required=True, help="output: final model (.pt)")
 parser.add_argument("--history", required=True, help="output: per-epoch history (.json)")
 parser.add_argument("--curve", required=True, help="output: training curve (.png)")
 parser.add_argument("--checkpoint-dir", required=True, help="resume checkpoints (kept when the job fails)")
-args, settings = parse_stage_args(parser)
+args, settings = parse_stage_args(parser, globals().get("snakemake"))
 result = train_classifier(args.dataset, args.split, settings, args.model, args.history, args.checkpoint_dir)
 plot_curves(result["history"], "epoch", ["loss", "tag_accuracy", "lr"], "classifier training", args.curve)

@@ -1,0 +1,336 @@
+"""Tests of the built-in synthetic dataset generator (wsss.data.synthetic)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wsss.data import synthetic
+from wsss.data.synthetic import DEFAULTS, generate_dataset, generate_sample, resolve_options
+from wsss.data.voc import IGNORE_INDEX, VOCLayout, read_grey, read_label_png, tags_from_label
+
+TINY = {"image_size": 64}
+SMALL_SPLITS = {"train": 30, "val": 10}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny") / "ds"
+    diagnostics = generate_dataset(root, SMALL_SPLITS, seed=3, options=TINY)
+    return root, diagnostics
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """~200 images for the statistical checks (seed 0)."""
+    root = tmp_path_factory.mktemp("large") / "ds"
+    diagnostics = generate_dataset(root, {"train": 200}, seed=0, options=TINY)
+    return root, diagnostics
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _foreground_iou(label: np.ndarray, saliency: np.ndarray) -> float:
+    valid = label != IGNORE_INDEX
+    truth = (label > 0) & valid
+    predicted = (saliency >= 128) & valid
+    union = (truth | predicted).sum()
+    return float((truth & predicted).sum() / union) if union else 1.0
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_layout_complete_and_readable(tiny):
+    root, _ = tiny
+    layout = VOCLayout(root)
+    names = synthetic.class_names(DEFAULTS["num_classes"])
+    assert layout.class_names == ("background", *names)
+    assert layout.num_foreground == DEFAULTS["num_classes"]
+    for split, count in SMALL_SPLITS.items():
+        image_names = layout.names(split)
+        assert image_names == [f"{split}_{i:06d}" for i in range(count)]
+        tags = layout.tags(split)
+        assert list(tags) == image_names
+        for name in image_names:
+            with Image.open(layout.image_path(name)) as image:
+                assert image.format == "JPEG" and image.mode == "RGB" and image.size == (64, 64)
+            with Image.open(layout.label_path(name)) as image:
+                assert image.format == "PNG" and image.mode == "P" and image.size == (64, 64)
+            with Image.open(layout.saliency_path(name)) as image:
+                assert image.mode == "L" and image.size == (64, 64)
+            label = read_label_png(layout.label_path(name))
+            assert set(np.unique(label)) <= set(range(DEFAULTS["num_classes"] + 1)) | {IGNORE_INDEX}
+            # tags consistent with the mask both ways, and never empty
+            assert tags[name] == tags_from_label(label, layout.num_foreground)
+            assert tags[name], f"{name} carries no object class"
+    for extra in ("classes.txt", "dataset.json", "diagnostics.json"):
+        assert (root / extra).is_file()
+    # splits are seeded apart: image i of one split is not image i of another
+    assert (root / "JPEGImages" / "train_000000.jpg").read_bytes() != (root / "JPEGImages" / "val_000000.jpg").read_bytes()
+    # nothing left behind beside the root
+    assert sorted(p.name for p in root.parent.iterdir()) == ["ds"]
+
+
+def test_dataset_json_records_resolved_options(tiny):
+    root, _ = tiny
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["seed"] == 3
+    assert meta["splits"] == SMALL_SPLITS
+    assert meta["options"] == resolve_options(TINY)
+    assert meta["generator"] == synthetic.GENERATOR
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_gives_identical_bytes(tmp_path, tiny):
+    root, _ = tiny
+    again = tmp_path / "again"
+    generate_dataset(again, SMALL_SPLITS, seed=3, options=TINY)
+    first, second = _files(root), _files(again)
+    assert first.keys() == second.keys()
+    different = [name for name in first if first[name] != second[name]]
+    assert not different, f"files differ between two runs with the same seed: {different[:5]}"
+
+
+def test_output_does_not_depend_on_split_order_or_other_splits(tmp_path, tiny):
+    root, _ = tiny
+    other = tmp_path / "other"
+    generate_dataset(other, {"val": 3, "extra": 2, "train": 4}, seed=3, options=TINY)
+    for name in [f"train_{i:06d}" for i in range(4)] + [f"val_{i:06d}" for i in range(3)]:
+        for sub, ext in (("JPEGImages", "jpg"), ("SegmentationClass", "png"), ("saliency", "png")):
+            assert (other / sub / f"{name}.{ext}").read_bytes() == (root / sub / f"{name}.{ext}").read_bytes()
+
+
+def test_generate_sample_matches_files(tiny):
+    root, _ = tiny
+    sample = generate_sample("val", 7, seed=3, options=TINY)
+    assert np.array_equal(sample["label"], read_label_png(root / "SegmentationClass" / "val_000007.png"))
+    assert np.array_equal(sample["saliency"], read_grey(root / "saliency" / "val_000007.png"))
+
+
+def test_different_seed_different_images_same_statistics(tmp_path, large):
+    root, diagnostics = large
+    other = tmp_path / "seed1"
+    other_diagnostics = generate_dataset(other, {"train": 200}, seed=1, options=TINY)
+    # different images
+    same = sum((root / "JPEGImages" / f"train_{i:06d}.jpg").read_bytes()
+               == (other / "JPEGImages" / f"train_{i:06d}.jpg").read_bytes() for i in range(200))
+    assert same == 0
+    labels_equal = sum(np.array_equal(read_label_png(root / "SegmentationClass" / f"train_{i:06d}.png"),
+                                      read_label_png(other / "SegmentationClass" / f"train_{i:06d}.png"))
+                       for i in range(20))
+    assert labels_equal <= 2
+    # same statistics
+    a, b = diagnostics["splits"]["train"], other_diagnostics["splits"]["train"]
+    fa = np.array(a["class_frequency"]) / a["num_images"]
+    fb = np.array(b["class_frequency"]) / b["num_images"]
+    assert np.abs(fa - fb).max() < 0.15, (fa, fb)
+    assert abs(a["saliency_iou"]["mean"] - b["saliency_iou"]["mean"]) < 0.1
+    assert abs(a["part_fraction"]["mean"] - b["part_fraction"]["mean"]) < 0.05
+    assert abs(a["object_area"]["quantiles"]["q50"] - b["object_area"]["quantiles"]["q50"]) < 0.05
+    assert abs(a["objects_per_image"]["mean"] - b["objects_per_image"]["mean"]) < 0.3
+
+
+# --------------------------------------------------------------------------- errors and atomicity
+
+
+def test_unknown_option_raises_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="bogus_knob"):
+        generate_dataset(tmp_path / "ds", {"train": 2}, seed=0, options={"bogus_knob": 1})
+    assert not (tmp_path / "ds").exists()
+    with pytest.raises(ValueError, match="bogus_knob"):
+        resolve_options({"image_size": 64, "bogus_knob": 1})
+
+
+@pytest.mark.parametrize("bad", [{"objects_per_image": [3, 1]}, {"object_area": [0.0, 0.5]},
+                                 {"num_classes": 99}, {"context_class": 7, "num_classes": 6},
+                                 {"saliency_part_miss": 1.5}])
+def test_invalid_option_values_raise(bad):
+    with pytest.raises(ValueError):
+        resolve_options(bad)
+
+
+def test_existing_root_raises(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=str(root)):
+        generate_dataset(root, {"train": 2}, seed=0, options=TINY)
+    assert [p.name for p in root.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_crash_leaves_no_partial_dataset(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = synthetic.write_label_png
+
+    def flaky(path, label):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("disk full (simulated)")
+        original(path, label)
+
+    monkeypatch.setattr(synthetic, "write_label_png", flaky)
+    with pytest.raises(OSError, match="simulated"):
+        generate_dataset(tmp_path / "ds", {"train": 8}, seed=0, options=TINY)
+    assert list(tmp_path.iterdir()) == [], "a crash left files behind"
+
+
+# --------------------------------------------------------------------------- difficulties
+
+
+def test_part_covers_a_minority_of_each_object(large):
+    _, diagnostics = large
+    parts = diagnostics["splits"]["train"]["part_fraction"]
+    assert parts["count"] >= 200
+    assert 0.1 <= parts["mean"] <= 0.4
+    assert parts["quantiles"]["q95"] < 0.5
+    assert parts["quantiles"]["q05"] > 0.02
+
+
+def test_part_area_knob_is_respected():
+    small = [f for i in range(25) for f in generate_sample("train", i, 0, {"image_size": 64, "part_area": 0.1})["part_fractions"]]
+    big = [f for i in range(25) for f in generate_sample("train", i, 0, {"image_size": 64, "part_area": 0.35})["part_fractions"]]
+    assert np.mean(small) < 0.15 < 0.28 < np.mean(big)
+
+
+def test_saliency_is_soft_and_imperfect(large):
+    root, diagnostics = large
+    layout = VOCLayout(root)
+    ious, soft = [], []
+    for name in layout.names("train"):
+        label = read_label_png(layout.label_path(name))
+        saliency = read_grey(layout.saliency_path(name))
+        ious.append(_foreground_iou(label, saliency))
+        soft.append(np.mean((saliency > 20) & (saliency < 235)))
+    mean_iou = float(np.mean(ious))
+    assert 0.4 < mean_iou < 0.95, mean_iou
+    assert abs(mean_iou - diagnostics["splits"]["train"]["saliency_iou"]["mean"]) < 1e-5
+    assert np.mean(soft) > 0.05, "saliency maps look binary: no soft boundaries"
+    assert min(ious) < 0.5, "saliency never misses badly"
+
+
+def test_saliency_knobs_change_quality():
+    perfect = {"image_size": 64, "saliency_part_miss": 0.0, "saliency_distractor": 0.0,
+               "saliency_object_miss": 0.0, "saliency_noise": 0.0, "saliency_blur": 0.5}
+    ious = [generate_sample("train", i, 0, perfect)["saliency_iou"] for i in range(25)]
+    default = [generate_sample("train", i, 0, TINY)["saliency_iou"] for i in range(25)]
+    assert np.mean(ious) > 0.85
+    assert np.mean(default) < np.mean(ious) - 0.05
+
+
+def test_class_imbalance(large):
+    root, diagnostics = large
+    frequency = np.array(diagnostics["splits"]["train"]["class_frequency"])
+    assert frequency.argmax() == 0
+    assert frequency.max() >= 2 * frequency.min(), frequency
+    assert frequency.min() > 0
+
+
+def test_balanced_when_imbalance_is_one():
+    options = {"image_size": 32, "class_imbalance": 1.0, "distractors": [0, 0]}
+    counts = np.zeros(DEFAULTS["num_classes"])
+    for i in range(150):
+        counts[tags_from_label(generate_sample("train", i, 0, options)["label"], DEFAULTS["num_classes"])] += 1
+    assert counts.max() < 1.7 * counts.min(), counts
+
+
+def test_context_bias(large):
+    _, diagnostics = large
+    context = diagnostics["splits"]["train"]["context"]
+    c = DEFAULTS["context_class"]
+    assert context["class"] == c and context["texture"] == "water"
+    rates = context["rate_on_texture_by_class"]
+    assert rates[c] >= 0.6
+    others = [r for k, r in enumerate(rates) if k != c and r is not None]
+    assert max(others) < rates[c] - 0.25, rates
+    assert 0 < context["rate_texture_without_class"] < 0.3  # the texture also appears without the class
+    assert context["class_on_texture"] == round(rates[c] * context["images_with_class"])
+
+
+def test_context_bias_knob():
+    options = {"image_size": 32, "context_bias": 0.0, "context_texture_rate": 0.0}
+    assert not any(generate_sample("train", i, 0, options)["water"] for i in range(30))
+    options = {"image_size": 32, "context_bias": 1.0, "context_texture_rate": 0.0, "class_imbalance": 1.0}
+    for i in range(30):
+        sample = generate_sample("train", i, 0, options)
+        has_context = DEFAULTS["context_class"] in tags_from_label(sample["label"], DEFAULTS["num_classes"])
+        if has_context:
+            assert sample["water"]
+
+
+def test_clutter_and_scale(large):
+    _, diagnostics = large
+    train = diagnostics["splits"]["train"]
+    areas = train["object_area"]["quantiles"]
+    assert areas["q05"] < 0.06 and areas["q95"] > 0.25
+    assert set(train["objects_per_image"]["histogram"]) == {"1", "2", "3"}
+    assert train["distractors"]["mean"] > 0.5
+    assert len({name.split("+")[0] for name in train["background_textures"]}) >= 6
+
+
+def test_objects_touch_or_overlap_sometimes(large):
+    root, _ = large
+    layout = VOCLayout(root)
+    touching = 0
+    for name in layout.names("train"):
+        label = read_label_png(layout.label_path(name)).astype(np.int32)
+        right = (label[:, 1:] > 0) & (label[:, :-1] > 0) & (label[:, 1:] != label[:, :-1])
+        down = (label[1:] > 0) & (label[:-1] > 0) & (label[1:] != label[:-1])
+        touching += bool(right.any() or down.any())
+    assert touching >= 10  # different classes side by side in at least 5% of images
+
+
+def test_ignore_band_option(tmp_path):
+    sample = generate_sample("train", 0, 0, {"image_size": 64, "ignore_band": 1})
+    label = sample["label"]
+    assert (label == IGNORE_INDEX).any()
+    assert tags_from_label(label, DEFAULTS["num_classes"])
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_consistent_with_files(tiny):
+    root, returned = tiny
+    stored = json.loads((root / "diagnostics.json").read_text())
+    assert stored == returned
+    layout = VOCLayout(root)
+    assert returned["class_names"] == list(layout.class_names[1:])
+    c = layout.num_foreground
+    for split, count in SMALL_SPLITS.items():
+        d = returned["splits"][split]
+        for key in ("num_images", "class_frequency", "class_frequency_by_name", "cooccurrence",
+                    "objects_per_image", "object_area", "saliency_iou", "part_fraction", "context",
+                    "distractors", "background_textures"):
+            assert key in d, key
+        assert d["num_images"] == count == len(layout.names(split))
+        present = np.zeros((count, c), np.int64)
+        for row, name in enumerate(layout.names(split)):
+            present[row, tags_from_label(read_label_png(layout.label_path(name)), c)] = 1
+        assert d["class_frequency"] == present.sum(0).tolist()
+        assert d["cooccurrence"] == (present.T @ present).tolist()
+        assert list(d["class_frequency_by_name"].values()) == d["class_frequency"]
+        assert sum(d["objects_per_image"]["histogram"].values()) == count
+        assert sum(d["object_area"]["histogram"]["counts"]) == d["object_area"]["count"]
+        assert d["part_fraction"]["count"] == d["object_area"]["count"]
+        assert sum(d["background_textures"].values()) == count
+        q = d["saliency_iou"]["quantiles"]
+        assert 0 <= q["q05"] <= q["q25"] <= q["q50"] <= q["q75"] <= q["q95"] <= 1
+
+
+def test_speed(tmp_path):
+    start = time.perf_counter()
+    generate_dataset(tmp_path / "ds", {"train": 40}, seed=0)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 4.0, f"40 images of 96x96 took {elapsed:.1f}s"

@@ -1,0 +1,147 @@
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from wsss.cam import extract_cams, multiscale_cams
+from wsss.cam_store import cam_names, gather_cams, read_cams
+from wsss.data.voc import VOCLayout, read_label_png
+from wsss.evaluate import evaluate_cams, evaluate_label_maps
+from wsss.train_classifier import load_classifier, train_classifier
+from wsss.train_segmentation import predict, train_segmentation
+
+from conftest import tiny_settings
+
+
+def state_of(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("classifier")
+    train_classifier(tiny_dataset, "train", tiny_settings(), out / "model.pt", out / "history.json", out / "ckpt")
+    return out
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after_first_checkpoint(monkeypatch):
+    """Make the first checkpoint save raise right after writing, as a kill -9 would stop the run."""
+    import wsss.checkpoint as module
+
+    real_save = module.save_torch
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        if "last.pt" in str(path):
+            raise Killed(path)
+
+    monkeypatch.setattr(module, "save_torch", save_then_die)
+
+
+def test_classifier_trains_and_resumes_to_identical_weights(tiny_dataset, trained_classifier, tmp_path, monkeypatch):
+    history = json.loads((trained_classifier / "history.json").read_text())["epochs"]
+    assert [record["epoch"] for record in history] == [0, 1]
+    assert all(np.isfinite(record["loss"]) for record in history)
+    with monkeypatch.context() as patch:
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            train_classifier(tiny_dataset, "train", tiny_settings(), tmp_path / "m.pt", tmp_path / "h.json",
+                             tmp_path / "ckpt")
+    assert not (tmp_path / "m.pt").exists()
+    assert torch.load(tmp_path / "ckpt" / "last.pt", weights_only=False)["epoch"] == 0
+    train_classifier(tiny_dataset, "train", tiny_settings(), tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "ckpt")
+    assert_same_weights(state_of(tmp_path / "m.pt"), state_of(trained_classifier / "model.pt"))
+    resumed = json.loads((tmp_path / "h.json").read_text())["epochs"]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in history]
+
+
+def test_a_stale_checkpoint_is_ignored(tiny_dataset, trained_classifier, tmp_path):
+    """A checkpoint from other settings (or data) must not be resumed: training starts afresh."""
+    three_epochs = tiny_settings(classifier={"epochs": 3})
+    train_classifier(tiny_dataset, "train", three_epochs, tmp_path / "fresh.pt", tmp_path / "h.json",
+                     tmp_path / "fresh")
+    shutil.copytree(trained_classifier / "ckpt", tmp_path / "stale")  # two epochs of the 2-epoch run
+    train_classifier(tiny_dataset, "train", three_epochs, tmp_path / "m.pt", tmp_path / "h2.json",
+                     tmp_path / "stale")
+    assert len(json.loads((tmp_path / "h2.json").read_text())["epochs"]) == 3
+    assert_same_weights(state_of(tmp_path / "m.pt"), state_of(tmp_path / "fresh.pt"))
+
+
+def test_multiscale_flip_cams_of_a_flipped_image_are_flipped():
+    model = load_model_like()
+    images = torch.randn(2, 3, 32, 32)
+    cams = multiscale_cams(model, images, [1.0, 0.5], flip=True)
+    flipped = multiscale_cams(model, images.flip(-1), [1.0, 0.5], flip=True)
+    assert cams.shape == (2, 3, 32, 32) and (cams >= 0).all()
+    torch.testing.assert_close(cams, flipped.flip(-1), rtol=1e-4, atol=1e-5)
+
+
+def load_model_like():
+    from wsss.models.classifier import CAMClassifier
+
+    torch.manual_seed(0)
+    return CAMClassifier(3, {"width": 0.125}).eval()
+
+
+def test_cam_extraction_shards_batching_and_seed_evaluation(tiny_dataset, trained_classifier, tmp_path):
+    settings = tiny_settings()
+    model = trained_classifier / "model.pt"
+    shards = [tmp_path / f"shard-{k}.h5" for k in range(2)]
+    for k, shard in enumerate(shards):
+        extract_cams(model, tiny_dataset, "train", settings, shard, k, 2)
+    gather_cams(shards, tmp_path / "cams.h5")
+    layout = VOCLayout(tiny_dataset)
+    tags = layout.tags("train")
+    assert sorted(cam_names(tmp_path / "cams.h5")) == sorted(tags)
+    name = layout.names("train")[0]
+    cams, cam_tags = read_cams(tmp_path / "cams.h5", name)
+    assert cam_tags == tags[name]
+    assert cams.shape == (len(tags[name]), 64, 64)
+    peaks = cams.reshape(len(cam_tags), -1).max(1)
+    assert cams.min() >= 0 and all(np.isclose(peak, 1.0, atol=1e-2) or peak == 0 for peak in peaks)
+    # batching does not change the maps: one image a batch gives the same CAMs
+    single = tiny_settings(cam={"batch_size": 1})
+    extract_cams(model, tiny_dataset, "train", single, tmp_path / "single.h5", 0, 2)
+    with h5py.File(tmp_path / "single.h5") as a, h5py.File(shards[0]) as b:
+        for key in a:
+            np.testing.assert_allclose(a[key][()], b[key][()], atol=2e-3)
+
+    metrics = evaluate_cams(tmp_path / "cams.h5", tiny_dataset, "train", [0.1, 0.3, 0.5])
+    assert [point["threshold"] for point in metrics["sweep"]] == [0.1, 0.3, 0.5]
+    assert metrics["miou"] == max(point["miou"] for point in metrics["sweep"])
+    assert len(metrics["confusion_matrix"]) == len(layout.class_names)
+
+
+def test_segmentation_trains_resumes_identically_and_predicts(tiny_dataset, tmp_path, monkeypatch):
+    layout = VOCLayout(tiny_dataset)
+    labels = {name: layout.label_path(name) for name in layout.names("train")}  # the oracle's labels
+    settings = tiny_settings()
+    train_segmentation(tiny_dataset, labels, settings, tmp_path / "full.pt", tmp_path / "h.json", tmp_path / "c1")
+    with monkeypatch.context() as patch:
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            train_segmentation(tiny_dataset, labels, settings, tmp_path / "resumed.pt", tmp_path / "h2.json",
+                               tmp_path / "c2")
+    assert torch.load(tmp_path / "c2" / "last.pt", weights_only=False)["iteration"] == 3
+    train_segmentation(tiny_dataset, labels, settings, tmp_path / "resumed.pt", tmp_path / "h2.json", tmp_path / "c2")
+    assert_same_weights(state_of(tmp_path / "resumed.pt"), state_of(tmp_path / "full.pt"))
+
+    paths = predict(tmp_path / "full.pt", tiny_dataset, "val", settings, tmp_path / "pred")
+    assert set(paths) == set(layout.names("val"))
+    prediction = read_label_png(next(iter(paths.values())))
+    assert prediction.shape == (64, 64) and prediction.max() < len(layout.class_names)
+    metrics = evaluate_label_maps(paths, tiny_dataset, "val", "segmentation")
+    assert 0.0 <= metrics["miou"] <= 1.0
