@@ -18,7 +18,9 @@ from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .config import derive_seed
 from .data.datasets import ClassificationDataset, seeded_batches
 from .data.voc import VOCLayout
+from .distributed import all_gather_rows, all_reduce_sum, world_size
 from .models.classifier import CAMClassifier, build_classifier
+from .models.rca import kmeans, region_embeddings, semantic_contrast_loss
 from .runtime import load_json, log, progress, save_json, save_torch, seed_everything, select_device
 
 
@@ -44,21 +46,68 @@ def make_optimizer(model: CAMClassifier, settings: dict) -> torch.optim.Optimize
     return torch.optim.SGD(param_groups, lr=lr, momentum=settings["momentum"], nesterov=settings["nesterov"])
 
 
-def train_one_epoch(model, loader, optimizer, device, epoch: int) -> dict:
+def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seeds: torch.Tensor, rca: dict,
+             epoch: int) -> torch.Tensor | None:
+    """RCA's per-batch work: the contrast loss (when on and started) and the memory-bank update.
+
+    Regions are the tagged (image, class) pairs; those whose class score is confident enough enter
+    the bank after the loss is computed, all-gathered so every rank applies the same updates.
+    """
+    regions = region_embeddings(out["embeddings"], out["coarse_cams"])  # (B, C, D)
+    images, classes = targets.nonzero(as_tuple=True)
+    contrast = None
+    if model.uses_contrast and epoch >= rca["contrast_start_epoch"]:
+        num_images = all_reduce_sum(float(len(torch.unique(images))), targets.device)
+        region_seeds = [(int(sample_seeds[i]), int(c), epoch) for i, c in zip(images.tolist(), classes.tolist())]
+        contrast = semantic_contrast_loss(regions[images, classes], classes, images, model.bank,
+                                          rca["temperature"], rca["mixup_beta"], region_seeds, num_images=num_images)
+        contrast = contrast * world_size()  # DDP averages gradients over ranks; undo it for a global mean
+    confident = torch.sigmoid(out["logits"].detach())[images, classes] > rca["bank_confidence"]
+    new_entries = all_gather_rows(regions[images[confident], classes[confident]].detach())
+    new_classes = all_gather_rows(classes[confident])
+    model.bank.update(new_entries, new_classes)
+    return contrast
+
+
+@torch.no_grad()
+def refresh_centroids(model: CAMClassifier, rca: dict, seed: int) -> None:
+    """k-means on each class's bank (seeded); classes with an empty bank get zero centroids."""
+    generator = torch.Generator().manual_seed(seed)
+    centroids = []
+    for cls in range(model.num_classes):
+        points = model.bank.entries[cls][model.bank.filled[cls]].cpu()
+        if len(points) == 0:
+            centroids.append(torch.zeros(rca["clusters"], model.bank.entries.shape[-1]))
+        else:
+            centroids.append(kmeans(points, rca["clusters"], rca["kmeans_iterations"], generator))
+    model.aggregation.set_centroids(torch.cat(centroids).to(model.bank.entries.device))
+
+
+def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict) -> dict:
     model.train()
-    total_loss, correct, seen_tags, images = 0.0, 0, 0, 0
-    for batch_images, targets in progress(loader, desc=f"classifier epoch {epoch}", leave=False):
+    rca = settings["rca"]
+    total_loss = total_contrast = 0.0
+    correct = seen_tags = images = 0
+    for batch_images, targets, sample_seeds in progress(loader, desc=f"classifier epoch {epoch}", leave=False):
         batch_images, targets = batch_images.to(device), targets.to(device)
-        logits = model(batch_images)["logits"]
-        loss = F.multilabel_soft_margin_loss(logits, targets)
+        out = model(batch_images)
+        loss = F.multilabel_soft_margin_loss(out["logits"], targets)
+        if model.uses_aggregation:
+            loss = loss + rca["coarse_weight"] * F.multilabel_soft_margin_loss(out["coarse_logits"], targets)
+        if model.bank is not None:
+            contrast = rca_step(model, out, targets, sample_seeds, rca, epoch)
+            if contrast is not None:
+                loss = loss + rca["contrast_weight"] * contrast
+                total_contrast += contrast.item() * len(batch_images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(batch_images)
-        correct += int(((logits > 0).float() == targets).sum())
+        correct += int(((out["logits"] > 0).float() == targets).sum())
         seen_tags += targets.numel()
         images += len(batch_images)
-    return {"epoch": epoch, "loss": total_loss / images, "tag_accuracy": correct / seen_tags}
+    return {"epoch": epoch, "loss": total_loss / images, "contrast_loss": total_contrast / images,
+            "tag_accuracy": correct / seen_tags}
 
 
 def train_classifier(dataset_root: str | Path, split: str, settings: dict, model_path: str | Path,
@@ -93,8 +142,10 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
                             pin_memory=device.type == "cuda")
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(epoch, train_settings)
+        if model.uses_aggregation and epoch >= 1:
+            refresh_centroids(model, train_settings["rca"], derive_seed(seed, "kmeans", experiment, epoch))
         started = time.time()
-        record = train_one_epoch(model, loader, optimizer, device, epoch)
+        record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings)
         record.update(lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - started, 2))
         history.append(record)
         log.info("epoch %d: loss %.4f tag accuracy %.4f (%.1f s)", epoch, record["loss"], record["tag_accuracy"],

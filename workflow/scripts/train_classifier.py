@@ -15,4 +15,4 @@ parser.add_argument("--curve", required=True, help="output: training curve (.png
 parser.add_argument("--checkpoint-dir", required=True, help="resume checkpoints (kept when the job fails)")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 result = train_classifier(args.dataset, args.split, settings, args.model, args.history, args.checkpoint_dir)
-plot_curves(result["history"], "epoch", ["loss", "tag_accuracy", "lr"], "classifier training", args.curve)
+plot_curves(result["history"], "epoch", ["loss", "contrast_loss", "tag_accuracy", "lr"], "classifier training", args.curve)

@@ -76,13 +76,14 @@ def seeded_batches(num_items: int, batch_size: int, seed: int) -> list[list[tupl
     return batches
 
 
-def _seeded(item) -> int:
-    """Accept a plain index or (index, sample seed); seed the augmentation RNG with the latter."""
-    if isinstance(item, (tuple, list)):
-        index, sample_seed = item
-        torch.manual_seed(sample_seed)
-        return index
-    return item
+def _seeded(item) -> tuple[int, int]:
+    """Accept a plain index or (index, sample seed); seed the augmentation RNG with the seed.
+
+    Returns (index, sample seed); a plain index is its own seed.
+    """
+    index, sample_seed = item if isinstance(item, (tuple, list)) else (item, item)
+    torch.manual_seed(sample_seed)
+    return index, sample_seed
 
 
 class ClassificationDataset(Dataset):
@@ -102,7 +103,9 @@ class ClassificationDataset(Dataset):
         return len(self.names)
 
     def __getitem__(self, item):
-        name = self.names[_seeded(item)]
+        """(image, multi-hot tags, sample seed): the seed also drives RCA's per-region draws."""
+        index, sample_seed = _seeded(item)
+        name = self.names[index]
         image = to_tensor(read_image(self.layout.image_path(name)))
         if self.jitter is not None:
             image = self.jitter(image)
@@ -110,7 +113,7 @@ class ClassificationDataset(Dataset):
         image = F.interpolate(image[None], size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False)[0]
         image, _ = random_scale_crop(normalize(image), None, self.input_size, self.scale_range)
-        return image, multi_hot(self.tags[name], self.num_classes)
+        return image, multi_hot(self.tags[name], self.num_classes), sample_seed
 
 
 class SegmentationDataset(Dataset):
@@ -127,7 +130,7 @@ class SegmentationDataset(Dataset):
         return len(self.names)
 
     def __getitem__(self, item):
-        name = self.names[_seeded(item)]
+        name = self.names[_seeded(item)[0]]
         image = normalize(to_tensor(read_image(self.layout.image_path(name))))
         label = torch.from_numpy(read_label_png(self.label_paths[name]).astype(np.int64))
         if label.shape != image.shape[1:]:

@@ -1,0 +1,199 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsss.models.classifier import CAMClassifier
+from wsss.models.rca import (RegionMemoryBank, SemanticAggregation, contrast_loss_per_query, kmeans,
+                             region_embeddings, region_masks, semantic_contrast_loss)
+
+from conftest import tiny_settings
+
+RCA = {"contrast": True, "aggregation": True, "embed_dim": 8, "bank_size": 6, "bank_update": "fifo",
+       "bank_momentum": 0.99, "clusters": 2, "aggregation_variant": "paper", "aggregation_temperature": 0.1}
+
+
+def filled_bank(num_classes=3, size=4, dim=5, seed=0):
+    bank = RegionMemoryBank(num_classes, size, dim)
+    generator = torch.Generator().manual_seed(seed)
+    for cls in range(num_classes):
+        for _ in range(size - cls):  # classes filled to different depths
+            bank.update(torch.randn(1, dim, generator=generator), torch.tensor([cls]))
+    return bank
+
+
+def direct_infonce(query, target, entries, classes, temperature):
+    """The per-positive InfoNCE written as loops, independently of the vectorised code."""
+    total, count = 0.0, 0
+    for p in range(len(entries)):
+        if classes[p] != target:
+            continue
+        s_p = float(query @ entries[p]) / temperature
+        negatives = sum(math.exp(float(query @ entries[n]) / temperature)
+                        for n in range(len(entries)) if classes[n] != target)
+        total += -(s_p - math.log(math.exp(s_p) + negatives))
+        count += 1
+    return total / count if count else 0.0
+
+
+def test_contrast_loss_matches_a_direct_loop():
+    bank = filled_bank()
+    entries, classes = bank.flat()
+    queries = F.normalize(torch.randn(5, 5, generator=torch.Generator().manual_seed(1)), dim=1)
+    targets = torch.tensor([0, 1, 2, 1, 0])
+    got = contrast_loss_per_query(queries, targets, entries, classes, 0.07)
+    expected = [direct_infonce(q, int(t), entries, classes, 0.07) for q, t in zip(queries, targets)]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+
+
+def test_mixup_contrast_is_the_lambda_weighted_pair_loss_averaged_per_image():
+    bank = filled_bank()
+    entries, classes = bank.flat()
+    regions = F.normalize(torch.randn(3, 5, generator=torch.Generator().manual_seed(2)), dim=1)
+    region_classes, region_images = torch.tensor([0, 2, 1]), torch.tensor([0, 0, 1])
+    seeds = [(5, 0), (5, 2), (6, 1)]
+    loss = semantic_contrast_loss(regions, region_classes, region_images, bank, 0.07, 8.0, seeds)
+    lam, partners = [], []
+    for seed in seeds:  # replay the same draws
+        rng = np.random.default_rng(seed)
+        lam.append(rng.beta(8.0, 8.0))
+        partners.append(rng.integers(len(entries)))
+    per_region = []
+    for r, c, l, p in zip(regions, region_classes, lam, partners):
+        q = F.normalize(float(l) * r + (1 - float(l)) * entries[p], dim=0)
+        per_region.append(l * direct_infonce(q, int(c), entries, classes, 0.07)
+                          + (1 - l) * direct_infonce(q, int(classes[p]), entries, classes, 0.07))
+    expected = ((per_region[0] + per_region[1]) / 2 + per_region[2]) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    # the global image count (other GPUs' images) divides the summed per-image losses
+    scaled = semantic_contrast_loss(regions, region_classes, region_images, bank, 0.07, 8.0, seeds, num_images=4)
+    assert float(scaled) == pytest.approx(expected * 2 / 4, rel=1e-5)
+
+
+def test_fifo_bank_replaces_the_slot_at_the_pointer_only():
+    bank = RegionMemoryBank(2, 3, 4)
+    vectors = F.normalize(torch.randn(5, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    bank.update(vectors[:4], torch.tensor([0, 0, 0, 0]))
+    # ring of 3: the 4th entry overwrote slot 0
+    torch.testing.assert_close(bank.entries[0], torch.stack([vectors[3], vectors[1], vectors[2]]))
+    assert bank.pointer.tolist() == [1, 0]
+    assert bank.filled.tolist() == [[True, True, True], [False, False, False]]
+    assert torch.all(bank.entries[1] == 0)  # the other class is untouched
+    before = bank.entries.clone()
+    bank.update(vectors[4:5], torch.tensor([1]))
+    torch.testing.assert_close(bank.entries[1, 0], vectors[4])
+    changed = (bank.entries != before).any(-1)
+    assert changed.tolist() == [[False, False, False], [True, False, False]]
+
+
+def test_momentum_bank_blends_filled_slots_and_fills_empty_ones():
+    bank = RegionMemoryBank(1, 2, 3, update="momentum", momentum=0.9)
+    a, b, c = torch.eye(3)
+    bank.update(torch.stack([a, b]), torch.tensor([0, 0]))
+    torch.testing.assert_close(bank.entries[0], torch.stack([a, b]))  # empty slots take e as it is
+    bank.update(c[None], torch.tensor([0]))
+    torch.testing.assert_close(bank.entries[0, 0], F.normalize(0.9 * a + 0.1 * c, dim=0))
+    torch.testing.assert_close(bank.entries[0, 1], b)
+    with pytest.raises(ValueError, match="fifo"):
+        RegionMemoryBank(1, 2, 3, update="lifo")
+
+
+def test_region_masks_are_per_class_and_do_not_compound():
+    torch.manual_seed(0)
+    features, cams = torch.randn(2, 4, 5, 5), torch.randn(2, 3, 5, 5)
+    masks = region_masks(cams)
+    probabilities = cams.softmax(1)
+    for c in range(3):
+        expected = (probabilities[:, c] > probabilities[:, c].mean(dim=(1, 2), keepdim=True)).float()
+        torch.testing.assert_close(masks[:, c], expected)
+    embeddings = region_embeddings(features, cams)
+    for b in range(2):
+        for c in range(3):
+            mask = masks[b, c].bool()
+            expected = F.normalize(features[b][:, mask].mean(1), dim=0)
+            torch.testing.assert_close(embeddings[b, c], expected)
+
+
+def test_aggregation_attention_rows_sum_to_one_and_shapes_hold():
+    aggregation = SemanticAggregation(feature_dim=6, embed_dim=4, num_centroids=5)
+    x, z = torch.randn(2, 6, 3, 3), torch.randn(2, 4, 3, 3)
+    assert aggregation(x, z).shape == (2, 6, 3, 3)  # before k-means: no centroids, still runs
+    aggregation.set_centroids(F.normalize(torch.randn(5, 4), dim=1))
+    attention = aggregation.attention(z)
+    assert attention.shape == (2, 9, 5)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(2, 9))
+    assert aggregation(x, z).shape == (2, 6, 3, 3)
+    public = SemanticAggregation(6, 4, 5, variant="public")
+    public.set_centroids(F.normalize(torch.randn(5, 4), dim=1))
+    assert not torch.allclose(public.attention(z).sum(-1), torch.ones(2, 9))  # no softmax there
+    assert public(x, z).shape == (2, 6, 3, 3)
+
+
+def test_seeded_kmeans_is_reproducible_and_finds_separated_groups():
+    points = torch.cat([torch.tensor([[1.0, 0.0]]) + 0.01 * torch.randn(20, 2),
+                        torch.tensor([[0.0, 1.0]]) + 0.01 * torch.randn(20, 2)])
+    first = kmeans(points, 2, 10, torch.Generator().manual_seed(3))
+    again = kmeans(points, 2, 10, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(first, again)
+    assert sorted(first.argmax(1).tolist()) == [0, 1]
+    assert kmeans(points[:1], 3, 5, torch.Generator().manual_seed(0)).shape == (3, 2)
+
+
+def rca_model():
+    torch.manual_seed(0)
+    model = CAMClassifier(3, {"width": 0.125}, rca=RCA)
+    model.bank.update(F.normalize(torch.randn(6, 8), dim=1), torch.tensor([0, 0, 1, 1, 2, 2]))
+    return model
+
+
+def grads_of(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return {name.split(".")[0] for name, p in model.named_parameters()
+            if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_gradients_reach_only_the_intended_modules():
+    model = rca_model()
+    images, targets = torch.randn(2, 3, 32, 32), torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    out = model(images)
+    regions = region_embeddings(out["embeddings"], out["coarse_cams"])
+    images_idx, classes = targets.nonzero(as_tuple=True)
+    contrast = semantic_contrast_loss(regions[images_idx, classes], classes, images_idx, model.bank, 0.07, 8.0,
+                                      [(0, c) for c in classes.tolist()])
+    # the contrast shapes the embedding space (projection and backbone) but not the classifiers
+    assert grads_of(model, contrast) == {"backbone", "projection"}
+    # before the first k-means the refined branch ignores the (empty) aggregation
+    out = model(images)
+    assert "projection" not in grads_of(model, F.multilabel_soft_margin_loss(out["logits"], targets))
+    model.aggregation.set_centroids(F.normalize(torch.randn(6, 8), dim=1))
+    out = model(images)
+    refined = grads_of(model, F.multilabel_soft_margin_loss(out["logits"], targets))
+    assert {"backbone", "projection", "aggregation", "refined_classifier"} <= refined
+    assert "classifier" not in refined  # the coarse head learns from its own loss only
+    out = model(images)
+    assert grads_of(model, F.multilabel_soft_margin_loss(out["coarse_logits"], targets)) == {"backbone", "classifier"}
+    assert not any(p.requires_grad for p in model.bank.buffers())
+
+
+def test_the_same_seed_gives_the_same_bank_and_loss(tiny_dataset, tmp_path):
+    from wsss.train_classifier import train_classifier
+
+    rca = {"classifier": {"head_convs": 1, "head_channels": 16,
+                          "rca": {"contrast": True, "aggregation": True, "embed_dim": 16, "bank_size": 8,
+                                  "clusters": 2, "bank_confidence": 0.0, "contrast_start_epoch": 1}}}
+    runs = []
+    for run in range(2):
+        out = tmp_path / str(run)
+        result = train_classifier(tiny_dataset, "train", tiny_settings(**rca), out / "m.pt", out / "h.json",
+                                  out / "ckpt")
+        runs.append((torch.load(out / "m.pt", weights_only=False)["model"], result["history"]))
+    (state_a, history_a), (state_b, history_b) = runs
+    assert state_a["bank.filled"].any()
+    assert state_a["aggregation.ready"]  # k-means ran at the start of epoch 1
+    assert history_a[1]["contrast_loss"] > 0
+    for key in ("bank.entries", "bank.pointer", "aggregation.centroids"):
+        assert torch.equal(state_a[key], state_b[key]), key
+    assert [h["loss"] for h in history_a] == [h["loss"] for h in history_b]

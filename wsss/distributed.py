@@ -1,0 +1,59 @@
+"""DistributedDataParallel helpers that are no-ops in a single process.
+
+Multi-GPU runs go through torchrun (one process per GPU). RCA needs two collective steps beyond DDP's
+gradient averaging: every rank must apply the same memory-bank updates (all-gathered in rank order),
+and the contrast loss must be normalised by the global number of images, not the local one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def init_from_environment() -> bool:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); return whether we did."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+        return is_distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return True
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's (N_r, ...) rows in rank order (N_r may differ between ranks)."""
+    if not is_distributed():
+        return tensor
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(world_size())]
+    dist.all_gather(counts, count)
+    longest = int(max(c.item() for c in counts))
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(world_size())]
+    dist.all_gather(gathered, padded)
+    return torch.cat([rows[: int(c.item())] for rows, c in zip(gathered, counts)])
+
+
+def all_reduce_sum(value: float, device: torch.device) -> float:
+    if not is_distributed():
+        return value
+    tensor = torch.tensor([float(value)], device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item())
