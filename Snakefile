@@ -28,6 +28,7 @@ include: "workflow/rules/report.smk"
 localrules:
     all,
     gather_cams,
+    index_ground_truth,
     benchmark,
 
 

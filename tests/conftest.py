@@ -38,3 +38,21 @@ def tiny_settings(**overrides) -> dict:
     }
     config = validate_config(deep_merge(config, overrides))
     return {**resolve_experiment(config, "cam"), "experiment": "cam"}
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after_first_checkpoint(monkeypatch):
+    """Make the first checkpoint save raise right after writing, as a kill -9 would stop the run."""
+    import wsss.checkpoint as module
+
+    real_save = module.save_torch
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        if "last.pt" in str(path):
+            raise Killed(path)
+
+    monkeypatch.setattr(module, "save_torch", save_then_die)

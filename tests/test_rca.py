@@ -9,7 +9,7 @@ from wsss.models.classifier import CAMClassifier
 from wsss.models.rca import (RegionMemoryBank, SemanticAggregation, contrast_loss_per_query, kmeans,
                              region_embeddings, region_masks, semantic_contrast_loss)
 
-from conftest import tiny_settings
+from conftest import Killed, kill_after_first_checkpoint, tiny_settings
 
 RCA = {"contrast": True, "aggregation": True, "embed_dim": 8, "bank_size": 6, "bank_update": "fifo",
        "bank_momentum": 0.99, "clusters": 2, "aggregation_variant": "paper", "aggregation_temperature": 0.1}
@@ -197,3 +197,66 @@ def test_the_same_seed_gives_the_same_bank_and_loss(tiny_dataset, tmp_path):
     for key in ("bank.entries", "bank.pointer", "aggregation.centroids"):
         assert torch.equal(state_a[key], state_b[key]), key
     assert [h["loss"] for h in history_a] == [h["loss"] for h in history_b]
+
+
+def test_accumulation_max_merges_confident_tags_only(tiny_dataset):
+    from wsss.data.datasets import ClassificationDataset
+    from wsss.data.voc import VOCLayout
+    from wsss.train_classifier import accumulate_cams
+
+    dataset = ClassificationDataset(VOCLayout(tiny_dataset), "train", 64)
+    model = CAMClassifier(dataset.num_classes, {"width": 0.125}).eval()
+    accumulated = {}
+    accumulate_cams(model, dataset, accumulated, threshold=0.0, batch_size=8, device=torch.device("cpu"))
+    name = dataset.names[0]
+    assert set(accumulated) == set(dataset.names)
+    assert accumulated[name].shape == (len(dataset.tags[name]), 8, 8)
+    first = {key: value.copy() for key, value in accumulated.items()}
+    assert all(value.max() <= 1.0 + 1e-6 for value in first.values())
+    with torch.no_grad():  # a changed model: the merge keeps the element-wise maximum
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    accumulate_cams(model, dataset, accumulated, threshold=0.0, batch_size=8, device=torch.device("cpu"))
+    assert all(np.all(accumulated[key] >= first[key]) for key in first)
+    assert any(np.any(accumulated[key] > first[key]) for key in first)
+    untouched = {}
+    accumulate_cams(model, dataset, untouched, threshold=1.0, batch_size=8, device=torch.device("cpu"))
+    assert all(not value.any() for value in untouched.values())  # no score reaches sigmoid >= 1
+
+
+def test_accumulated_protocol_trains_resumably_and_gives_image_size_cams(tiny_dataset, tmp_path, monkeypatch):
+    from wsss.cam import extract_accumulated_cams
+    from wsss.cam_store import cam_names, read_cams
+    from wsss.data.voc import VOCLayout
+    from wsss.train_classifier import train_classifier
+
+    settings = tiny_settings(classifier={"accumulate_cams": True, "accumulate_threshold": 0.0},
+                             cam={"protocol": "accumulated"})
+    train_classifier(tiny_dataset, "train", settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "ckpt",
+                     tmp_path / "accumulated.h5")
+    assert (tmp_path / "ckpt" / "accumulated.h5").exists()
+    with monkeypatch.context() as patch:  # killed after the first epoch, then resumed
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            train_classifier(tiny_dataset, "train", settings, tmp_path / "r.pt", tmp_path / "r.json", tmp_path / "c3",
+                             tmp_path / "resumed.h5")
+    train_classifier(tiny_dataset, "train", settings, tmp_path / "r.pt", tmp_path / "r.json", tmp_path / "c3",
+                     tmp_path / "resumed.h5")
+    for key in cam_names(tmp_path / "accumulated.h5"):
+        np.testing.assert_array_equal(read_cams(tmp_path / "resumed.h5", key)[0],
+                                      read_cams(tmp_path / "accumulated.h5", key)[0])
+    extract_accumulated_cams(tmp_path / "accumulated.h5", tiny_dataset, "train", tmp_path / "shard.h5", 0, 1)
+    layout = VOCLayout(tiny_dataset)
+    name = layout.names("train")[0]
+    cams, tags = read_cams(tmp_path / "shard.h5", name)
+    assert tags == layout.tags("train")[name] and cams.shape == (len(tags), 64, 64)
+    assert cams.max() == pytest.approx(1.0, abs=1e-2)
+    with pytest.raises(ValueError, match="accumulated"):
+        train_classifier(tiny_dataset, "train", settings, tmp_path / "m2.pt", tmp_path / "h2.json", tmp_path / "c2")
+
+
+def test_accumulated_protocol_needs_accumulation_in_training():
+    from wsss.config import ConfigError
+
+    with pytest.raises(ConfigError, match="accumulate_cams"):
+        tiny_settings(cam={"protocol": "accumulated"})

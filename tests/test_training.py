@@ -13,7 +13,7 @@ from wsss.evaluate import evaluate_cams, evaluate_label_maps
 from wsss.train_classifier import load_classifier, train_classifier
 from wsss.train_segmentation import predict, train_segmentation
 
-from conftest import tiny_settings
+from conftest import Killed, kill_after_first_checkpoint, tiny_settings
 
 
 def state_of(path):
@@ -31,24 +31,6 @@ def trained_classifier(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("classifier")
     train_classifier(tiny_dataset, "train", tiny_settings(), out / "model.pt", out / "history.json", out / "ckpt")
     return out
-
-
-class Killed(Exception):
-    pass
-
-
-def kill_after_first_checkpoint(monkeypatch):
-    """Make the first checkpoint save raise right after writing, as a kill -9 would stop the run."""
-    import wsss.checkpoint as module
-
-    real_save = module.save_torch
-
-    def save_then_die(obj, path):
-        real_save(obj, path)
-        if "last.pt" in str(path):
-            raise Killed(path)
-
-    monkeypatch.setattr(module, "save_torch", save_then_die)
 
 
 def test_classifier_trains_and_resumes_to_identical_weights(tiny_dataset, trained_classifier, tmp_path, monkeypatch):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
-from .cam_store import CamWriter
+from .cam_store import CamWriter, read_cams
 from .data.voc import VOCLayout, shard_names
 from .runtime import log, progress, select_device
 from .train_classifier import load_classifier
@@ -36,6 +37,26 @@ def normalise_per_class(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Scale each (.., H, W) map to [0, 1] by its maximum (maps are non-negative)."""
     peak = cams.flatten(-2).amax(-1)[..., None, None]
     return cams / (peak + eps)
+
+
+def extract_accumulated_cams(accumulated_path: str | Path, dataset_root: str | Path, split: str,
+                             out_path: str | Path, shard: int = 0, num_shards: int = 1) -> int:
+    """Store one shard of the training-time accumulated CAMs (OAA), resized to image size, in [0, 1]."""
+    layout = VOCLayout(dataset_root)
+    tags = layout.tags(split)
+    names = shard_names(list(tags), shard, num_shards)
+    with CamWriter(out_path) as writer:
+        for name, size in progress(zip(names, image_sizes(layout, names)), desc=f"accumulated CAM shard {shard}",
+                                   total=len(names)):
+            maps, map_tags = read_cams(accumulated_path, name)
+            if map_tags != tags[name]:
+                raise ValueError(f"{accumulated_path}: tags of {name} are {map_tags}, the split says {tags[name]}")
+            maps = torch.from_numpy(maps)[None]
+            if len(map_tags):
+                maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+            writer.write(name, normalise_per_class(maps[0].clamp(min=0)).numpy() if len(map_tags)
+                         else np.zeros((0, *size), np.float32), map_tags)
+    return len(names)
 
 
 def extract_cams(model_path: str | Path, dataset_root: str | Path, split: str, settings: dict, out_path: str | Path,

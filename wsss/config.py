@@ -86,7 +86,10 @@ def resolve_experiment(config: dict, experiment: str) -> dict:
                           f"(known: {', '.join(sorted(experiments))})")
     resolved = deep_merge(config, experiments[experiment] or {})
     resolved["experiments"] = {experiment: {}}
-    return validate_config(resolved, source=f"experiment {experiment!r}")
+    validate_config(resolved, source=f"experiment {experiment!r}")
+    if resolved["cam"]["protocol"] == "accumulated" and not resolved["classifier"]["accumulate_cams"]:
+        raise ConfigError(f"experiment {experiment!r}: cam.protocol 'accumulated' needs classifier.accumulate_cams: true")
+    return resolved
 
 
 def stage_settings(config: dict, experiment: str, section: str) -> dict:

@@ -125,15 +125,19 @@ def make_pseudo_labels(cams_path: str | Path, dataset_root: str | Path, split: s
     return len(names)
 
 
-def write_label_index(shard_dirs: list[str | Path], out_path: str | Path) -> int:
-    """Gather shard directories into one index: "NAME path/to/NAME.png" a line, relative to the index."""
+def write_index(label_paths: dict[str, Path], out_path: str | Path) -> int:
+    """Write a label index: "NAME path/to/label.png" a line, paths relative to the index."""
     out_path = Path(out_path)
-    lines = []
-    for shard_dir in shard_dirs:
-        for png in sorted(Path(shard_dir).glob("*.png")):
-            lines.append(f"{png.stem} {os.path.relpath(png, out_path.parent)}")
-    write_lines(out_path, lines)
-    return len(lines)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_lines(out_path, [f"{name} {os.path.relpath(Path(path).resolve(), out_path.parent.resolve())}"
+                           for name, path in label_paths.items()])
+    return len(label_paths)
+
+
+def write_label_index(shard_dirs: list[str | Path], out_path: str | Path) -> int:
+    """Gather the pseudo-label shard directories into one index."""
+    return write_index({png.stem: png for shard_dir in shard_dirs for png in sorted(Path(shard_dir).glob("*.png"))},
+                       out_path)
 
 
 def read_label_index(path: str | Path) -> dict[str, Path]:

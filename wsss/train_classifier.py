@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .cam_store import CamWriter, cam_names, read_cams
 from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .config import derive_seed
 from .data.datasets import ClassificationDataset, seeded_batches
@@ -110,9 +112,50 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
             "tag_accuracy": correct / seen_tags}
 
 
+@torch.no_grad()
+def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumulated: dict[str, np.ndarray],
+                    threshold: float, batch_size: int, device: torch.device) -> None:
+    """Online attention accumulation (OAA): max-merge this epoch's CAMs into `accumulated`.
+
+    Per (image, tag), the ReLU'd CAM normalised to [0, 1] is merged when sigmoid(score) >= threshold.
+    The maps come from an eval-mode pass over the un-augmented (square-resized) training images after
+    the epoch, so no augmentation has to be inverted; they stay at the network's output resolution.
+    """
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(dataset), batch_size):
+        indices = list(range(start, min(start + batch_size, len(dataset))))
+        images = torch.stack([dataset.plain_image(index) for index in indices]).to(device)
+        out = model(images)
+        cams, scores = F.relu(out["cams"]).cpu().numpy(), torch.sigmoid(out["logits"]).cpu().numpy()
+        for index, image_cams, image_scores in zip(indices, cams, scores):
+            name = dataset.names[index]
+            tags = dataset.tags[name]
+            merged = accumulated.setdefault(name, np.zeros((len(tags), *image_cams.shape[1:]), np.float32))
+            for k, tag in enumerate(tags):
+                peak = image_cams[tag].max()
+                if image_scores[tag] >= threshold and peak > 0:
+                    np.maximum(merged[k], image_cams[tag] / peak, out=merged[k])
+    model.train(was_training)
+
+
+def write_accumulated(accumulated: dict[str, np.ndarray], tags: dict[str, list[int]], path: str | Path) -> None:
+    with CamWriter(path) as writer:
+        for name, maps in accumulated.items():
+            writer.write(name, maps, tags[name])
+
+
+def read_accumulated(path: str | Path) -> dict[str, np.ndarray]:
+    return {name: read_cams(path, name)[0] for name in cam_names(path)}
+
+
 def train_classifier(dataset_root: str | Path, split: str, settings: dict, model_path: str | Path,
-                     history_path: str | Path, checkpoint_dir: str | Path) -> dict:
-    """Train (or resume) the classifier; write the final model and the per-epoch history."""
+                     history_path: str | Path, checkpoint_dir: str | Path,
+                     accumulated_path: str | Path | None = None) -> dict:
+    """Train (or resume) the classifier; write the final model and the per-epoch history.
+
+    With `classifier.accumulate_cams`, also the online-accumulated CAMs (to `accumulated_path`).
+    """
     train_settings = settings["classifier"]
     seed, experiment = settings["seed"], settings["experiment"]
     device = select_device(settings["compute"]["device"])
@@ -123,14 +166,20 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
     model = build_classifier(train_settings, layout.num_foreground).to(device)
     optimizer = make_optimizer(model, train_settings)
 
+    accumulating = train_settings["accumulate_cams"]
+    if accumulating and accumulated_path is None:
+        raise ValueError("classifier.accumulate_cams is on: give a path for the accumulated CAMs")
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
+    accumulated_checkpoint = Path(checkpoint_dir) / "accumulated.h5"
     run_fingerprint = fingerprint(train_settings, seed, experiment, dataset.tags, dataset_identity(layout))
-    history, start_epoch = [], 0
+    history, start_epoch, accumulated = [], 0, {}
     state = load_checkpoint(checkpoint_path, run_fingerprint, device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch = state["history"], state["epoch"] + 1
+        if accumulating:
+            accumulated = read_accumulated(accumulated_checkpoint)
         log.info("resuming classifier from %s at epoch %d", checkpoint_path, start_epoch)
 
     log.info("classifier: %d images, %d classes, device %s, %d epochs", len(dataset), layout.num_foreground,
@@ -150,12 +199,18 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
         history.append(record)
         log.info("epoch %d: loss %.4f tag accuracy %.4f (%.1f s)", epoch, record["loss"], record["tag_accuracy"],
                  record["seconds"])
+        if accumulating:
+            accumulate_cams(model, dataset, accumulated, train_settings["accumulate_threshold"],
+                            train_settings["batch_size"], device)
+            write_accumulated(accumulated, dataset.tags, accumulated_checkpoint)  # before last.pt: kept in step
         save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "history": history}, checkpoint_path, run_fingerprint)
 
     save_torch({"model": model.state_dict(), "num_classes": layout.num_foreground, "settings": train_settings,
                 "class_names": layout.class_names}, model_path)
     save_json({"experiment": experiment, "epochs": history}, history_path)
+    if accumulating:
+        write_accumulated(accumulated, dataset.tags, accumulated_path)
     return {"history": history}
 
 

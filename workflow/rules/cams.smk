@@ -7,6 +7,8 @@ rule extract_cams:
         dataset=DATA_ROOT,
     output:
         out=f"{EXP}/cams/shard-{{shard}}-of-{{num_shards}}.h5",
+    wildcard_constraints:
+        experiment=names_regex([name for name in EXPERIMENTS if name not in OAA_CAMS]),
     params:
         settings=settings("cam"),
         split=TRAIN_SPLIT,
@@ -21,6 +23,15 @@ rule extract_cams:
         ENV
     script:
         "../scripts/extract_cams.py"
+
+
+# cam.protocol accumulated: the shards come from the maps accumulated in training, not from inference.
+use rule extract_cams as extract_accumulated_cams with:
+    input:
+        accumulated=f"{EXP}/classifier/accumulated_cams.h5",
+        dataset=DATA_ROOT,
+    wildcard_constraints:
+        experiment=names_regex(OAA_CAMS),
 
 
 rule gather_cams:

@@ -9,6 +9,8 @@ rule train_classifier:
         model=f"{EXP}/classifier/model.pt",
         history=f"{EXP}/classifier/history.json",
         curve=f"{EXP}/figures/classifier_curve.png",
+    wildcard_constraints:
+        experiment=names_regex([name for name in EXPERIMENTS if name not in ACCUMULATING]),
     params:
         settings=settings("classifier"),
         checkpoint_dir=f"{EXP}/checkpoints/classifier",
@@ -22,3 +24,14 @@ rule train_classifier:
         ENV
     script:
         "../scripts/train_classifier.py"
+
+
+# Experiments with online attention accumulation (OAA) also write the CAMs accumulated in training.
+use rule train_classifier as train_classifier_accumulating with:
+    output:
+        model=f"{EXP}/classifier/model.pt",
+        history=f"{EXP}/classifier/history.json",
+        curve=f"{EXP}/figures/classifier_curve.png",
+        accumulated=f"{EXP}/classifier/accumulated_cams.h5",
+    wildcard_constraints:
+        experiment=names_regex(ACCUMULATING),

@@ -30,6 +30,15 @@ wildcard_constraints:
     num_shards=r"\d+",
 
 
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+ACCUMULATING = [name for name in EXPERIMENTS if resolve_experiment(config, name)["classifier"]["accumulate_cams"]]
+OAA_CAMS = [name for name in EXPERIMENTS if resolve_experiment(config, name)["cam"]["protocol"] == "accumulated"]
+
+
 def settings(*sections):
     """params: the JSON settings of the rule's experiment (a change reruns the rule)."""
     return lambda wildcards: workflow_settings(config, wildcards.experiment, *sections)
@@ -49,9 +58,23 @@ def shard_paths(pattern, section):
     return paths
 
 
+def trains_on_ground_truth(experiment):
+    return resolve_experiment(config, experiment)["segmentation"]["labels"] == "ground_truth"
+
+
+def segmentation_labels(wildcards):
+    """The label index DeepLab-v2 trains on: pseudo labels, or the true masks for an oracle."""
+    source = "ground_truth" if trains_on_ground_truth(wildcards.experiment) else "pseudo_labels"
+    return f"{RESULTS}/{wildcards.experiment}/{source}/index.txt"
+
+
 def experiment_metrics(experiment):
-    return [
+    """The metrics files of an experiment (an oracle has no CAMs or pseudo labels)."""
+    seeds_and_labels = [
         f"{RESULTS}/{experiment}/metrics/cam_{TRAIN_SPLIT}.json",
         f"{RESULTS}/{experiment}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
+    ]
+    return [
+        *([] if trains_on_ground_truth(experiment) else seeds_and_labels),
         f"{RESULTS}/{experiment}/metrics/segmentation_{EVAL_SPLIT}.json",
     ]

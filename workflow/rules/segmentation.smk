@@ -1,9 +1,25 @@
-# DeepLab-v2 on the pseudo labels, then predictions and mIoU on the evaluation split.
+# DeepLab-v2 on the pseudo labels (or the true masks: the oracle), then predictions and mIoU on the
+# evaluation split.
+
+
+rule index_ground_truth:
+    input:
+        dataset=DATA_ROOT,
+    output:
+        out=f"{EXP}/ground_truth/index.txt",
+    params:
+        split=TRAIN_SPLIT,
+    log:
+        f"{LOGS}/index_ground_truth.log",
+    conda:
+        ENV
+    script:
+        "../scripts/index_ground_truth.py"
 
 
 rule train_segmentation:
     input:
-        labels=f"{EXP}/pseudo_labels/index.txt",
+        labels=segmentation_labels,
         dataset=DATA_ROOT,
     output:
         model=f"{EXP}/segmentation/model.pt",

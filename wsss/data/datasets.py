@@ -115,6 +115,12 @@ class ClassificationDataset(Dataset):
         image, _ = random_scale_crop(normalize(image), None, self.input_size, self.scale_range)
         return image, multi_hot(self.tags[name], self.num_classes), sample_seed
 
+    def plain_image(self, index: int) -> torch.Tensor:
+        """The image as the network sees it, without augmentation (square-resized, normalised)."""
+        image = to_tensor(read_image(self.layout.image_path(self.names[index])))
+        return normalize(F.interpolate(image[None], size=(self.input_size, self.input_size), mode="bilinear",
+                                       align_corners=False)[0])
+
 
 class SegmentationDataset(Dataset):
     """Images with label maps (pseudo labels or ground truth), random scale, crop and flip."""
