@@ -33,7 +33,7 @@ def tiny_settings(**overrides) -> dict:
         "cam": {"scales": [1.0, 0.5], "batch_size": 4, "shards": 2},
         "pseudo_labels": {"shards": 2},
         "segmentation": {"backbone": {"name": "resnet", "layers": [1, 1, 1, 1], "width_per_group": 8},
-                         "aspp_rates": [1, 2], "crop_size": 48, "batch_size": 4, "iterations": 6, "lr": 0.01,
+                         "aspp_rates": [1, 2], "crop_size": 48, "freeze_batchnorm": False, "batch_size": 4, "iterations": 6, "lr": 0.01,
                          "checkpoint_every": 3},
     }
     config = validate_config(deep_merge(config, overrides))

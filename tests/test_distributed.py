@@ -72,3 +72,41 @@ def test_two_ranks_hold_the_same_bank_and_the_loss_does_not_depend_on_the_gpu_co
     assert abs((rank0[0] + rank1[0]) / 2 - single_loss) < 1e-5 * max(1.0, abs(single_loss))
     torch.testing.assert_close(rank0[1], single_grad)
     torch.testing.assert_close(rank1[1], single_grad)
+
+
+def training_worker(rank, world, port, dataset, out_dir, settings):
+    from wsss.train_classifier import train_classifier
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    out = os.path.join(out_dir, "run")
+    result = train_classifier(dataset, "train", settings, os.path.join(out, "model.pt"),
+                              os.path.join(out, "history.json"), os.path.join(out, "ckpt"))
+    torch.save(result["model"].state_dict(), os.path.join(out_dir, f"state{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ddp_training_keeps_weights_and_banks_identical_and_rank0_writes(tiny_dataset, tmp_path):
+    from conftest import tiny_settings
+
+    settings = tiny_settings(classifier={"rca": {"contrast": True, "aggregation": True, "embed_dim": 16,
+                                                 "bank_size": 8, "clusters": 2, "bank_confidence": 0.0}})
+    mp.spawn(training_worker, args=(2, free_port(), str(tiny_dataset), str(tmp_path), settings), nprocs=2,
+             join=True)
+    state0 = torch.load(tmp_path / "state0.pt", weights_only=False)
+    state1 = torch.load(tmp_path / "state1.pt", weights_only=False)
+    assert state0["bank.filled"].any() and state0["aggregation.ready"]
+    for key in state0:
+        if "running_" in key or "num_batches" in key:
+            continue  # BatchNorm statistics are per rank
+        torch.testing.assert_close(state0[key], state1[key], msg=key)
+    assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "ckpt" / "last.pt").exists()

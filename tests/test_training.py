@@ -127,3 +127,14 @@ def test_segmentation_trains_resumes_identically_and_predicts(tiny_dataset, tmp_
     assert prediction.shape == (64, 64) and prediction.max() < len(layout.class_names)
     metrics = evaluate_label_maps(paths, tiny_dataset, "val", "segmentation")
     assert 0.0 <= metrics["miou"] <= 1.0
+
+
+def test_frozen_batchnorm_keeps_its_statistics_and_parameters(tiny_dataset, tmp_path):
+    layout = VOCLayout(tiny_dataset)
+    labels = {name: layout.label_path(name) for name in layout.names("train")}
+    settings = tiny_settings(segmentation={"freeze_batchnorm": True, "iterations": 2, "checkpoint_every": 2})
+    torch.manual_seed(0)
+    train_segmentation(tiny_dataset, labels, settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c")
+    state = state_of(tmp_path / "m.pt")
+    assert torch.all(state["backbone.stem.1.running_mean"] == 0) and torch.all(state["backbone.stem.1.weight"] == 1)
+    assert not torch.all(state["aspp.branches.0.bias"] == 0)  # the rest did train

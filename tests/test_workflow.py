@@ -17,12 +17,19 @@ TINY_CONFIG = {
     "dataset": {"name": "tiny", "source": "synthetic", "root": "resources/tiny",
                 "synthetic": {"splits": {"train": 60, "val": 20}, "options": {"image_size": 64}}},
     "compute": {"device": "cpu", "loader_workers": 0, "threads": 2},
-    "experiments": {"cam": {}},
+    "experiments": {
+        "cam": {},
+        "rca_oaa": {"classifier": {"rca": {"contrast": True, "aggregation": True}, "accumulate_cams": True},
+                    "cam": {"protocol": "accumulated"}},
+        "oracle": {"segmentation": {"labels": "ground_truth"}},
+    },
     "classifier": {"backbone": {"width": 0.125, "batch_norm": True}, "input_size": 64, "epochs": 6,
-                   "batch_size": 10, "lr": 0.02, "new_layer_lr_mult": 1.0, "lr_milestones": [5]},
+                   "batch_size": 10, "lr": 0.02, "new_layer_lr_mult": 1.0, "lr_milestones": [5],
+                   "rca": {"embed_dim": 16, "bank_size": 20, "clusters": 3}},
     "cam": {"scales": [1.0, 0.75], "batch_size": 16, "shards": 2},
     "pseudo_labels": {"shards": 2},
     "segmentation": {"backbone": {"name": "resnet", "layers": [1, 1, 1, 1], "width_per_group": 8},
+                     "freeze_batchnorm": False,
                      "crop_size": 64, "batch_size": 8, "iterations": 40, "lr": 0.01, "classifier_lr_mult": 1.0,
                      "checkpoint_every": 20},
 }
@@ -56,15 +63,22 @@ def test_every_stage_leaves_its_artifact(finished_run):
     assert len(list((exp / "segmentation/predictions_val").glob("*.png"))) == 20
     assert (finished_run / "resources/tiny/diagnostics.json").exists()
     assert (exp / "checkpoints/classifier/last.pt").exists()  # beside the outputs, for resume
+    rca = finished_run / "results" / "tiny" / "rca_oaa"
+    assert (rca / "classifier/accumulated_cams.h5").exists() and (rca / "metrics/pseudo_label_train.json").exists()
+    oracle = finished_run / "results" / "tiny" / "oracle"
+    assert (oracle / "metrics/segmentation_val.json").exists()
+    assert not (oracle / "classifier").exists()  # the oracle trains no classifier
 
 
 @pytest.mark.slow
 def test_benchmark_table_and_seed_beats_all_background(finished_run):
     with open(finished_run / "results" / "benchmark.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {(row["stage"], row["split"]) for row in rows} == {("cam", "train"), ("pseudo_label", "train"),
-                                                              ("segmentation", "val")}
-    assert all(row["dataset"] == "tiny" and row["experiment"] == "cam" for row in rows)
+    stages = {(row["experiment"], row["stage"], row["split"]) for row in rows}
+    assert stages == {(experiment, stage, split) for experiment in ("cam", "rca_oaa")
+                      for stage, split in (("cam", "train"), ("pseudo_label", "train"), ("segmentation", "val"))
+                      } | {("oracle", "segmentation", "val")}
+    assert all(row["dataset"] == "tiny" for row in rows)
     assert "| cam |" in (finished_run / "results" / "benchmark.md").read_text()
     cam_metrics = json.loads((finished_run / "results/tiny/cam/metrics/cam_train.json").read_text())
     # all background: IoU of background only (foreground classes score 0)

@@ -20,7 +20,7 @@ from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from .config import derive_seed
 from .data.datasets import ClassificationDataset, seeded_batches
 from .data.voc import VOCLayout
-from .distributed import all_gather_rows, all_reduce_sum, world_size
+from .distributed import all_gather_rows, all_reduce_sum, init_from_environment, rank, world_size
 from .models.classifier import CAMClassifier, build_classifier
 from .models.rca import kmeans, region_embeddings, semantic_contrast_loss
 from .runtime import load_json, log, progress, save_json, save_torch, seed_everything, select_device
@@ -85,14 +85,16 @@ def refresh_centroids(model: CAMClassifier, rca: dict, seed: int) -> None:
     model.aggregation.set_centroids(torch.cat(centroids).to(model.bank.entries.device))
 
 
-def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict) -> dict:
-    model.train()
+def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict, network=None) -> dict:
+    """One pass; `network` is the DDP wrapper of `model` in a multi-process run (forward goes through it)."""
+    network = network or model
+    network.train()
     rca = settings["rca"]
     total_loss = total_contrast = 0.0
     correct = seen_tags = images = 0
     for batch_images, targets, sample_seeds in progress(loader, desc=f"classifier epoch {epoch}", leave=False):
         batch_images, targets = batch_images.to(device), targets.to(device)
-        out = model(batch_images)
+        out = network(batch_images)
         loss = F.multilabel_soft_margin_loss(out["logits"], targets)
         if model.uses_aggregation:
             loss = loss + rca["coarse_weight"] * F.multilabel_soft_margin_loss(out["coarse_logits"], targets)
@@ -158,13 +160,21 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
     """
     train_settings = settings["classifier"]
     seed, experiment = settings["seed"], settings["experiment"]
+    distributed = init_from_environment()  # under torchrun: one process per GPU
     device = select_device(settings["compute"]["device"])
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    is_main = rank() == 0
+    if train_settings["batch_size"] % world_size():
+        raise ValueError(f"classifier.batch_size {train_settings['batch_size']} must be a multiple of the "
+                         f"{world_size()} processes (it is the global batch)")
     layout = VOCLayout(dataset_root)
     dataset = ClassificationDataset(layout, split, train_settings["input_size"], train_settings["scale_range"],
                                     train_settings["color_jitter"])
     seed_everything(derive_seed(seed, "classifier-init", experiment))
     model = build_classifier(train_settings, layout.num_foreground).to(device)
     optimizer = make_optimizer(model, train_settings)
+    network = wrap_distributed(model, device) if distributed else model
 
     accumulating = train_settings["accumulate_cams"]
     if accumulating and accumulated_path is None:
@@ -187,6 +197,7 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
     for epoch in range(start_epoch, train_settings["epochs"]):
         batches = seeded_batches(len(dataset), train_settings["batch_size"],
                                  derive_seed(seed, "classifier", experiment, epoch))
+        batches = [batch[rank()::world_size()] for batch in batches]  # this rank's share of each global batch
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings["compute"]["loader_workers"],
                             pin_memory=device.type == "cuda")
         for group in optimizer.param_groups:
@@ -194,11 +205,13 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
         if model.uses_aggregation and epoch >= 1:
             refresh_centroids(model, train_settings["rca"], derive_seed(seed, "kmeans", experiment, epoch))
         started = time.time()
-        record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings)
+        record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings, network)
         record.update(lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - started, 2))
         history.append(record)
         log.info("epoch %d: loss %.4f tag accuracy %.4f (%.1f s)", epoch, record["loss"], record["tag_accuracy"],
                  record["seconds"])
+        if not is_main:
+            continue  # rank 0 writes: the ranks hold identical weights and banks
         if accumulating:
             accumulate_cams(model, dataset, accumulated, train_settings["accumulate_threshold"],
                             train_settings["batch_size"], device)
@@ -206,12 +219,22 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
         save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "history": history}, checkpoint_path, run_fingerprint)
 
+    if not is_main:
+        return {"history": history, "model": model}
     save_torch({"model": model.state_dict(), "num_classes": layout.num_foreground, "settings": train_settings,
                 "class_names": layout.class_names}, model_path)
     save_json({"experiment": experiment, "epochs": history}, history_path)
     if accumulating:
         write_accumulated(accumulated, dataset.tags, accumulated_path)
-    return {"history": history}
+    return {"history": history, "model": model}
+
+
+def wrap_distributed(model: CAMClassifier, device: torch.device):
+    from torch.nn.parallel import DistributedDataParallel
+
+    # the aggregation's projection is unused until the first k-means: let DDP tolerate that
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)
 
 
 def dataset_identity(layout: VOCLayout) -> str:

@@ -23,8 +23,17 @@ from .models.deeplab import DeepLabV2, build_deeplab
 from .runtime import log, progress, save_json, save_torch, seed_everything, select_device
 
 
+def freeze_batchnorm(model: DeepLabV2) -> None:
+    """Fix the backbone's BatchNorm layers: running statistics used as they are, affine parameters frozen."""
+    for module in model.backbone.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad_(False)
+
+
 def make_optimizer(model: DeepLabV2, settings: dict) -> torch.optim.SGD:
-    groups = model.param_groups()
+    groups = {name: [p for p in params if p.requires_grad] for name, params in model.param_groups().items()}
     lr = settings["lr"]
     return torch.optim.SGD(
         [{"params": groups["backbone"], "base_lr": lr, "lr": lr},
@@ -64,6 +73,8 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
                                   seg["crop_size"], seg["scale_range"])
     seed_everything(derive_seed(seed, "segmentation-init", experiment))
     model = build_deeplab(seg, num_classes).to(device)
+    if seg["freeze_batchnorm"]:
+        freeze_batchnorm(model)
     optimizer = make_optimizer(model, seg)
 
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
@@ -80,6 +91,8 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
     total = seg["iterations"]
     log.info("DeepLab-v2: %d training images, %d iterations, device %s", len(dataset), total, device)
     model.train()
+    if seg["freeze_batchnorm"]:
+        freeze_batchnorm(model)
     running, window, started = 0.0, 0, time.time()
     stream = batches_from(dataset, seg, seed, experiment, start, settings["compute"]["loader_workers"],
                              device.type == "cuda")
