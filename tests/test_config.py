@@ -90,3 +90,19 @@ def test_stage_scripts_take_json_settings_or_a_config_file(tmp_path):
     _, with_compute = parse_stage_args(stage_parser("test", ("cam",)), argv=
                                        ["--settings", text, "--compute", '{"device": "cpu"}'])
     assert with_compute["compute"] == {"device": "cpu"}
+
+
+def test_run_selects_experiments_in_config_order():
+    from wsss.config import experiments_to_run
+
+    config = minimal()
+    config["experiments"] = {"a": {}, "b": {}, "c": {}}
+    assert experiments_to_run(validate_config(dict(config))) == ["a", "b", "c"]
+    config["run"] = ["c", "a"]
+    assert experiments_to_run(validate_config(dict(config))) == ["a", "c"]
+    config["run"] = ["a", "z"]
+    with pytest.raises(ConfigError, match="z"):
+        experiments_to_run(validate_config(dict(config)))
+    config["run"] = "some"
+    with pytest.raises(ConfigError, match="run"):
+        validate_config(dict(config))

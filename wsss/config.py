@@ -68,6 +68,17 @@ def load_config(path: str | Path) -> dict:
     return validate_config(config, source=str(path))
 
 
+def experiments_to_run(config: dict) -> list[str]:
+    """The experiments the default target builds (config key `run`), in the order of `experiments`."""
+    if config["run"] == "all":
+        return list(config["experiments"])
+    unknown = [name for name in config["run"] if name not in config["experiments"]]
+    if unknown:
+        raise ConfigError(f"run names {', '.join(unknown)}, not in config key 'experiments' "
+                          f"(known: {', '.join(config['experiments'])})")
+    return [name for name in config["experiments"] if name in config["run"]]
+
+
 def deep_merge(base: dict, overrides: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in overrides.items():

@@ -3,13 +3,14 @@ import re
 from pathlib import Path
 
 from wsss.cli import workflow_settings
-from wsss.config import resolve_experiment
+from wsss.config import experiments_to_run, resolve_experiment
 
 DATASET = config["dataset"]["name"]
 DATA_ROOT = config["dataset"]["root"]
 TRAIN_SPLIT = config["dataset"]["train_split"]
 EVAL_SPLIT = config["dataset"]["eval_split"]
-EXPERIMENTS = list(config["experiments"])
+EXPERIMENTS = list(config["experiments"])  # every experiment has rules ...
+RUN = experiments_to_run(config)  # ... the default target builds these
 RESULTS = f"results/{DATASET}"
 EXP = f"{RESULTS}/{{experiment}}"
 LOGS = f"{RESULTS}/{{experiment}}/logs"

@@ -3,14 +3,14 @@
 
 rule benchmark:
     input:
-        [path for experiment in EXPERIMENTS for path in experiment_metrics(experiment)],
+        [path for experiment in RUN for path in experiment_metrics(experiment)],
     output:
         csv=BENCHMARK_CSV,
         markdown=BENCHMARK_MD,
     params:
         dataset_name=DATASET,
-        metrics=[f"{experiment}={path}" for experiment in EXPERIMENTS for path in experiment_metrics(experiment)],
-        benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in EXPERIMENTS],
+        metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
+        benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN],
     log:
         "results/logs/benchmark.log",
     conda:
