@@ -10,7 +10,7 @@ from wsss.cam import extract_cams, multiscale_cams
 from wsss.cam_store import cam_names, gather_cams, read_cams
 from wsss.data.voc import VOCLayout, read_label_png
 from wsss.evaluate import evaluate_cams, evaluate_label_maps
-from wsss.train_classifier import load_classifier, train_classifier
+from wsss.train_classifier import train_classifier
 from wsss.train_segmentation import predict, train_segmentation
 
 from conftest import Killed, kill_after_first_checkpoint, tiny_settings
