@@ -45,3 +45,17 @@ def load_checkpoint(path: str | Path, expected_fingerprint: str, device) -> dict
 
 def save_checkpoint(state: dict, path: str | Path, run_fingerprint: str) -> None:
     save_torch({**state, "fingerprint": run_fingerprint}, path)
+
+
+def load_trained_model(model_path: str | Path, device, build):
+    """A final model written by a training stage: rebuilt from its saved settings, in eval mode.
+
+    `build(settings, num_classes)` makes the network; ImageNet weights are not read again (the
+    trained weights follow).
+    """
+    state = torch.load(model_path, map_location=device, weights_only=False)
+    settings = dict(state["settings"])
+    settings["backbone"] = {**settings["backbone"], "weights": None}
+    model = build(settings, state["num_classes"]).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval()

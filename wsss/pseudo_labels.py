@@ -103,8 +103,10 @@ def _label_one(name: str) -> str:
 def make_pseudo_labels(cams_path: str | Path, dataset_root: str | Path, split: str, settings: dict,
                        out_dir: str | Path, shard: int = 0, num_shards: int = 1, workers: int = 1) -> int:
     """Write the pseudo labels of one shard of a split into `out_dir` (appears whole or not at all)."""
-    names = shard_names(VOCLayout(dataset_root).names(split), shard, num_shards)
     out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} exists already; remove it to recompute")
+    names = shard_names(VOCLayout(dataset_root).names(split), shard, num_shards)
     tmp_dir = atomic_path(out_dir)
     tmp_dir.mkdir(parents=True, exist_ok=True)
     init_args = (str(cams_path), str(dataset_root), settings["pseudo_labels"], settings["crf"], str(tmp_dir))
@@ -119,8 +121,6 @@ def make_pseudo_labels(cams_path: str | Path, dataset_root: str | Path, split: s
         for name in progress(names, desc=f"pseudo labels shard {shard}"):
             _label_one(name)
         _WORKER["handle"].close()
-    if out_dir.exists():
-        raise FileExistsError(f"{out_dir} exists already; remove it to recompute")
     os.replace(tmp_dir, out_dir)
     return len(names)
 

@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .cam_store import CamWriter, cam_names, read_cams
-from .checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from .checkpoint import fingerprint, load_checkpoint, load_trained_model, save_checkpoint
 from .config import derive_seed
 from .data.datasets import ClassificationDataset, seeded_batches
 from .data.voc import VOCLayout
 from .distributed import all_gather_rows, all_reduce_sum, init_from_environment, rank, world_size
 from .models.classifier import CAMClassifier, build_classifier
 from .models.rca import kmeans, region_embeddings, semantic_contrast_loss
-from .runtime import load_json, log, progress, save_json, save_torch, seed_everything, select_device
+from .runtime import log, progress, save_json, save_torch, seed_everything, select_device
 
 
 def lr_factor(epoch: int, settings: dict) -> float:
@@ -244,13 +244,5 @@ def dataset_identity(layout: VOCLayout) -> str:
 
 
 def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
-    state = torch.load(model_path, map_location=device, weights_only=False)
-    settings = dict(state["settings"])
-    settings["backbone"] = {**settings["backbone"], "weights": None}  # the trained weights follow
-    model = build_classifier(settings, state["num_classes"]).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    return load_trained_model(model_path, device, build_classifier)
 
-
-def load_history(path: str | Path) -> list[dict]:
-    return load_json(path)["epochs"]

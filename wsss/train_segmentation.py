@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .checkpoint import files_fingerprint, fingerprint, load_checkpoint, save_checkpoint
+from .checkpoint import files_fingerprint, fingerprint, load_checkpoint, load_trained_model, save_checkpoint
 from .config import derive_seed
 from .data.datasets import (InferenceDataset, SegmentationDataset, collate_inference, image_sizes, seeded_batches,
                             size_grouped_batches)
@@ -73,8 +73,9 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
                                   seg["crop_size"], seg["scale_range"])
     seed_everything(derive_seed(seed, "segmentation-init", experiment))
     model = build_deeplab(seg, num_classes).to(device)
+    model.train()
     if seg["freeze_batchnorm"]:
-        freeze_batchnorm(model)
+        freeze_batchnorm(model)  # before the optimizer, which takes only trainable parameters
     optimizer = make_optimizer(model, seg)
 
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
@@ -90,12 +91,9 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
 
     total = seg["iterations"]
     log.info("DeepLab-v2: %d training images, %d iterations, device %s", len(dataset), total, device)
-    model.train()
-    if seg["freeze_batchnorm"]:
-        freeze_batchnorm(model)
     running, window, started = 0.0, 0, time.time()
     stream = batches_from(dataset, seg, seed, experiment, start, settings["compute"]["loader_workers"],
-                             device.type == "cuda")
+                          device.type == "cuda")
     bar = progress(range(start, total), desc="DeepLab-v2", initial=start, total=total)
     for _ in bar:
         iteration, (images, labels) = next(stream)
@@ -125,12 +123,7 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
 
 
 def load_deeplab(model_path: str | Path, device: torch.device) -> DeepLabV2:
-    state = torch.load(model_path, map_location=device, weights_only=False)
-    settings = dict(state["settings"])
-    settings["backbone"] = {**settings["backbone"], "weights": None}
-    model = build_deeplab(settings, state["num_classes"]).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    return load_trained_model(model_path, device, build_deeplab)
 
 
 @torch.no_grad()

@@ -25,15 +25,15 @@ if config["dataset"]["source"] == "voc" and not Path(DATA_ROOT).is_dir():
                         f"VOC-layout tree there")
 
 
-wildcard_constraints:
-    experiment="|".join(re.escape(name) for name in EXPERIMENTS),
-    shard=r"\d+",
-    num_shards=r"\d+",
-
-
 def names_regex(names):
     """A wildcard constraint matching exactly these names (nothing when there are none)."""
     return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+wildcard_constraints:
+    experiment=names_regex(EXPERIMENTS),
+    shard=r"\d+",
+    num_shards=r"\d+",
 
 
 ACCUMULATING = [name for name in EXPERIMENTS if resolve_experiment(config, name)["classifier"]["accumulate_cams"]]
