@@ -260,3 +260,20 @@ def test_accumulated_protocol_needs_accumulation_in_training():
 
     with pytest.raises(ConfigError, match="accumulate_cams"):
         tiny_settings(cam={"protocol": "accumulated"})
+
+
+def test_the_refined_head_takes_its_own_conv_stack():
+    torch.manual_seed(0)
+    model = CAMClassifier(3, {"width": 0.125}, head_convs=1, head_channels=16, rca={**RCA, "refined_head_convs": 2})
+    convs = [m for m in model.refined_head if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(64, 16, (3, 3)), (16, 16, (3, 3))]
+    assert model.refined_classifier.in_channels == 16
+    model.aggregation.set_centroids(F.normalize(torch.randn(6, 8), dim=1))
+    images, targets = torch.randn(2, 3, 32, 32), torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    out = model(images)
+    assert out["cams"].shape == out["coarse_cams"].shape == (2, 3, 4, 4)
+    refined = grads_of(model, F.multilabel_soft_margin_loss(out["logits"], targets))
+    assert {"refined_head", "refined_classifier", "aggregation"} <= refined and "head" not in refined
+    # 0 convs (the paper's 1x1 classifier) adds no parameters: older checkpoints keep loading
+    plain = CAMClassifier(3, {"width": 0.125}, rca=RCA)
+    assert not any(key.startswith("refined_head") for key in plain.state_dict())

@@ -7,7 +7,9 @@ logits. RCA (settings `rca`) adds on the same x:
 - semantic contrast (a loss, see train_classifier) when `rca.contrast`;
 - semantic aggregation when `rca.aggregation`: the fused feature is classified by a shared 1x1
   classifier into the refined map O, whose pooled logits are the main output; P stays as an
-  auxiliary (coarse) head.
+  auxiliary (coarse) head. The refined head is `rca.refined_head_convs` 3x3 conv+ReLU layers
+  (`head_channels` wide) before its 1x1 classifier: 0 is the paper's single 1x1 classifier; giving
+  it the coarse head's depth keeps a shallow network's two heads equally strong.
 `cams`/`logits` of the output are O/s when the aggregation is on, P/s_coarse otherwise.
 """
 
@@ -27,23 +29,27 @@ def _init_conv(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
+def conv_stack(in_channels: int, convs: int, channels: int) -> tuple[nn.Sequential, int]:
+    """`convs` 3x3 conv+ReLU layers `channels` wide (none: identity); returns it and its output width."""
+    layers: list[nn.Module] = []
+    for _ in range(convs):
+        layers += [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        in_channels = channels
+    return nn.Sequential(*layers), in_channels
+
+
 class CAMClassifier(nn.Module):
     def __init__(self, num_classes: int, backbone: dict, head_convs: int = 0, head_channels: int = 512,
                  rca: dict | None = None):
         super().__init__()
         rca = rca or {}
         self.backbone = build_vgg(backbone)
-        layers: list[nn.Module] = []
-        channels = self.backbone.out_channels
-        for _ in range(head_convs):
-            layers += [nn.Conv2d(channels, head_channels, 3, padding=1), nn.ReLU(inplace=True)]
-            channels = head_channels
-        self.head = nn.Sequential(*layers)
+        self.head, channels = conv_stack(self.backbone.out_channels, head_convs, head_channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.num_classes = num_classes
         self.uses_contrast = bool(rca.get("contrast"))
         self.uses_aggregation = bool(rca.get("aggregation"))
-        self.projection = self.bank = self.aggregation = self.refined_classifier = None
+        self.projection = self.bank = self.aggregation = self.refined_head = self.refined_classifier = None
         if self.uses_contrast or self.uses_aggregation:
             width = self.backbone.out_channels
             self.projection = ProjectionHead(width, rca["embed_dim"])
@@ -52,9 +58,10 @@ class CAMClassifier(nn.Module):
         if self.uses_aggregation:
             self.aggregation = SemanticAggregation(width, rca["embed_dim"], num_classes * rca["clusters"],
                                                    rca["aggregation_variant"], rca["aggregation_temperature"])
-            self.refined_classifier = nn.Conv2d(width, num_classes, 1)
+            self.refined_head, channels = conv_stack(width, rca.get("refined_head_convs", 0), head_channels)
+            self.refined_classifier = nn.Conv2d(channels, num_classes, 1)
         _init_conv(nn.ModuleList([m for m in (self.head, self.classifier, self.projection, self.aggregation,
-                                              self.refined_classifier) if m is not None]))
+                                              self.refined_head, self.refined_classifier) if m is not None]))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.backbone(images)
@@ -63,7 +70,7 @@ class CAMClassifier(nn.Module):
         if self.projection is not None:
             out["embeddings"] = self.projection(features)
         if self.aggregation is not None:
-            refined = self.refined_classifier(self.aggregation(features, out["embeddings"]))
+            refined = self.refined_classifier(self.refined_head(self.aggregation(features, out["embeddings"])))
             out["refined_cams"], out["refined_logits"] = refined, refined.mean(dim=(2, 3))
         main = "refined" if self.aggregation is not None else "coarse"
         out["cams"], out["logits"] = out[f"{main}_cams"], out[f"{main}_logits"]
