@@ -1,14 +1,17 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create the environment, run the whole pipeline on the built-in dataset, print the table
 #   make test   create the environment, run the test suite
-#   make ablation  every experiment of config/config.yaml (the whole ablation table; about 40 minutes)
+#   make ablation  every experiment of config/config.yaml (the whole ablation table; about 25 minutes)
+#   make seeds     the workflow once per seed in runs/seedK/, then mean, spread and paired gaps to cam
 VENV ?= .venv
 PYTHON ?= python3
 CORES ?= 2
+SEEDS ?= 0 1 2
+SEED_RUN ?= all
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo ablation test lint clean
+.PHONY: install demo ablation seeds test lint clean
 
 install: $(STAMP)
 
@@ -27,6 +30,15 @@ ablation: install
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --config run=all
 	@cat results/benchmark.md
 
+seeds: install
+	for seed in $(SEEDS); do \
+		$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --directory runs/seed$$seed \
+			--config seed=$$seed run=$(SEED_RUN) || exit 1; \
+	done
+	mkdir -p results
+	$(BIN)/python workflow/scripts/summarize_seeds.py $(foreach seed,$(SEEDS),runs/seed$(seed)/results/benchmark.csv) \
+		--baseline cam --csv results/benchmark_seeds.csv --markdown results/benchmark_seeds.md
+
 test: install
 	$(BIN)/python -m pytest -q
 
@@ -34,4 +46,4 @@ lint: install
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results resources .snakemake
+	rm -rf results resources runs .snakemake

@@ -138,3 +138,22 @@ def test_frozen_batchnorm_keeps_its_statistics_and_parameters(tiny_dataset, tmp_
     state = state_of(tmp_path / "m.pt")
     assert torch.all(state["backbone.stem.1.running_mean"] == 0) and torch.all(state["backbone.stem.1.weight"] == 1)
     assert not torch.all(state["aspp.branches.0.bias"] == 0)  # the rest did train
+
+
+def test_experiments_share_initial_weights_and_differ_by_seed():
+    """Rows of an ablation differ by their settings: shared layers start equal; another seed changes them."""
+    from wsss.train_classifier import init_classifier
+
+    plain = tiny_settings()["classifier"]
+    rca = tiny_settings(classifier={"head_convs": 1, "head_channels": 16, "rca": {
+        "contrast": True, "aggregation": True, "embed_dim": 16, "bank_size": 8, "clusters": 2}})["classifier"]
+    plain = {**plain, "head_convs": 1, "head_channels": 16}
+    cam_model, rca_model = init_classifier(plain, 0, 3), init_classifier(rca, 0, 3)
+    other_seed = init_classifier(plain, 1, 3)
+    shared = cam_model.state_dict()
+    rca_state, other_state = rca_model.state_dict(), other_seed.state_dict()
+    assert set(shared) < set(rca_state)
+    for name, value in shared.items():
+        assert torch.equal(value, rca_state[name]), name
+    weights = [name for name in shared if name.endswith("weight") and shared[name].ndim == 4]
+    assert not any(torch.equal(shared[name], other_state[name]) for name in weights)

@@ -151,6 +151,17 @@ def read_accumulated(path: str | Path) -> dict[str, np.ndarray]:
     return {name: read_cams(path, name)[0] for name in cam_names(path)}
 
 
+def init_classifier(train_settings: dict, seed: int, num_classes: int) -> CAMClassifier:
+    """The classifier's initial weights: a function of the seed alone, never of the experiment's name.
+
+    Experiments share their random draws (initial weights, data order, augmentation, k-means
+    starts): the layers they have in common start from the same values and see the same batches,
+    so the rows of an ablation table differ by their settings, not by their luck.
+    """
+    seed_everything(derive_seed(seed, "classifier-init"))
+    return build_classifier(train_settings, num_classes)
+
+
 def train_classifier(dataset_root: str | Path, split: str, settings: dict, model_path: str | Path,
                      history_path: str | Path, checkpoint_dir: str | Path,
                      accumulated_path: str | Path | None = None) -> dict:
@@ -171,8 +182,7 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
     layout = VOCLayout(dataset_root)
     dataset = ClassificationDataset(layout, split, train_settings["input_size"], train_settings["scale_range"],
                                     train_settings["color_jitter"])
-    seed_everything(derive_seed(seed, "classifier-init", experiment))
-    model = build_classifier(train_settings, layout.num_foreground).to(device)
+    model = init_classifier(train_settings, seed, layout.num_foreground).to(device)
     optimizer = make_optimizer(model, train_settings)
     network = wrap_distributed(model, device) if distributed else model
 
@@ -196,14 +206,14 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
              device, train_settings["epochs"])
     for epoch in range(start_epoch, train_settings["epochs"]):
         batches = seeded_batches(len(dataset), train_settings["batch_size"],
-                                 derive_seed(seed, "classifier", experiment, epoch))
+                                 derive_seed(seed, "classifier", epoch))
         batches = [batch[rank()::world_size()] for batch in batches]  # this rank's share of each global batch
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings["compute"]["loader_workers"],
                             pin_memory=device.type == "cuda")
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(epoch, train_settings)
         if model.uses_aggregation and epoch >= 1:
-            refresh_centroids(model, train_settings["rca"], derive_seed(seed, "kmeans", experiment, epoch))
+            refresh_centroids(model, train_settings["rca"], derive_seed(seed, "kmeans", epoch))
         started = time.time()
         record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings, network)
         record.update(lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - started, 2))

@@ -46,7 +46,7 @@ def poly_factor(iteration: int, total: int, power: float) -> float:
     return (1 - iteration / total) ** power
 
 
-def batches_from(dataset, settings: dict, seed: int, experiment: str, start_iteration: int, loader_workers: int,
+def batches_from(dataset, settings: dict, seed: int, start_iteration: int, loader_workers: int,
                  pin_memory: bool):
     """Yield (iteration, batch) from start_iteration on; pass k over the data is a function of (seed, k)."""
     batch_size = min(settings["batch_size"], len(dataset))
@@ -54,12 +54,18 @@ def batches_from(dataset, settings: dict, seed: int, experiment: str, start_iter
     data_pass, skip = divmod(start_iteration, per_pass)
     iteration = start_iteration
     while True:
-        batches = seeded_batches(len(dataset), batch_size, derive_seed(seed, "segmentation", experiment, data_pass))
+        batches = seeded_batches(len(dataset), batch_size, derive_seed(seed, "segmentation", data_pass))
         loader = DataLoader(dataset, batch_sampler=batches[skip:], num_workers=loader_workers, pin_memory=pin_memory)
         for batch in loader:
             yield iteration, batch
             iteration += 1
         data_pass, skip = data_pass + 1, 0
+
+
+def init_deeplab(seg: dict, seed: int, num_classes: int):
+    """DeepLab's initial weights from the seed alone: every experiment (oracle included) starts the same."""
+    seed_everything(derive_seed(seed, "segmentation-init"))
+    return build_deeplab(seg, num_classes)
 
 
 def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], settings: dict, model_path: str | Path,
@@ -71,8 +77,7 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
     num_classes = len(layout.class_names)
     dataset = SegmentationDataset(layout, {name: str(path) for name, path in label_paths.items()},
                                   seg["crop_size"], seg["scale_range"])
-    seed_everything(derive_seed(seed, "segmentation-init", experiment))
-    model = build_deeplab(seg, num_classes).to(device)
+    model = init_deeplab(seg, seed, num_classes).to(device)
     model.train()
     if seg["freeze_batchnorm"]:
         freeze_batchnorm(model)  # before the optimizer, which takes only trainable parameters
@@ -92,7 +97,7 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
     total = seg["iterations"]
     log.info("DeepLab-v2: %d training images, %d iterations, device %s", len(dataset), total, device)
     running, window, started = 0.0, 0, time.time()
-    stream = batches_from(dataset, seg, seed, experiment, start, settings["compute"]["loader_workers"],
+    stream = batches_from(dataset, seg, seed, start, settings["compute"]["loader_workers"],
                           device.type == "cuda")
     bar = progress(range(start, total), desc="DeepLab-v2", initial=start, total=total)
     for _ in bar:

@@ -46,6 +46,8 @@ class CAMClassifier(nn.Module):
         self.backbone = build_vgg(backbone)
         self.head, channels = conv_stack(self.backbone.out_channels, head_convs, head_channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
+        # initialised before RCA's layers take their draws: the same start with or without them
+        _init_conv(nn.ModuleList([self.head, self.classifier]))
         self.num_classes = num_classes
         self.uses_contrast = bool(rca.get("contrast"))
         self.uses_aggregation = bool(rca.get("aggregation"))
@@ -60,8 +62,8 @@ class CAMClassifier(nn.Module):
                                                    rca["aggregation_variant"], rca["aggregation_temperature"])
             self.refined_head, channels = conv_stack(width, rca.get("refined_head_convs", 0), head_channels)
             self.refined_classifier = nn.Conv2d(channels, num_classes, 1)
-        _init_conv(nn.ModuleList([m for m in (self.head, self.classifier, self.projection, self.aggregation,
-                                              self.refined_head, self.refined_classifier) if m is not None]))
+        _init_conv(nn.ModuleList([m for m in (self.projection, self.aggregation, self.refined_head,
+                                              self.refined_classifier) if m is not None]))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.backbone(images)

@@ -1,0 +1,46 @@
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from wsss.seeds import gap_rows, read_benchmark, summary_rows
+
+
+def write_table(path, mious):
+    """A benchmark.csv with one segmentation row per experiment."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["dataset", "experiment", "stage", "split", "miou"])
+        writer.writeheader()
+        for experiment, miou in mious.items():
+            writer.writerow({"dataset": "builtin", "experiment": experiment, "stage": "segmentation",
+                             "split": "val", "miou": miou})
+    return path
+
+
+def test_summary_and_gaps_are_paired_by_seed(tmp_path):
+    tables = {"seed0": read_benchmark(write_table(tmp_path / "a.csv", {"cam": 0.5, "rca": 0.6})),
+              "seed1": read_benchmark(write_table(tmp_path / "b.csv", {"cam": 0.3, "rca": 0.35})),
+              "seed2": read_benchmark(write_table(tmp_path / "c.csv", {"cam": 0.4}))}
+    summary = {row["experiment"]: row for row in summary_rows(tables)}
+    assert summary["cam"]["seeds"] == 3 and summary["cam"]["miou_mean"] == pytest.approx(0.4)
+    assert summary["cam"]["miou_std"] == pytest.approx(0.1)
+    assert summary["rca"]["seeds"] == 2 and summary["rca"]["miou_min"] == 0.35
+    (gap,) = gap_rows(tables, "cam")
+    # rca's mean (0.475) is above cam's (0.4) partly because rca lacks seed2: the paired gap uses seeds 0-1 only
+    assert gap["seeds"] == 2 and gap["gap_mean"] == pytest.approx(0.075) and gap["ahead_in"] == "2/2"
+
+
+def test_the_script_labels_tables_and_rejects_a_missing_one(tmp_path):
+    (tmp_path / "seed4").mkdir()
+    first = write_table(tmp_path / "seed4" / "benchmark.csv", {"cam": 0.5, "rca": 0.4})
+    second = write_table(tmp_path / "other.csv", {"cam": 0.5, "rca": 0.55})
+    script = [sys.executable, str(REPO / "workflow/scripts/summarize_seeds.py")]
+    out = [("--csv", tmp_path / "s.csv"), ("--markdown", tmp_path / "s.md")]
+    flags = [str(item) for pair in out for item in pair]
+    subprocess.run([*script, str(first), f"seed9={second}", *flags], check=True, capture_output=True)
+    text = (tmp_path / "s.md").read_text()
+    assert "seed4:-0.100 seed9:0.050" in text and "1/2" in text
+    missing = subprocess.run([*script, str(tmp_path / "nope.csv"), *flags], capture_output=True, text=True)
+    assert missing.returncode != 0 and "nope.csv: no such benchmark table" in missing.stderr

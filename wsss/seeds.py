@@ -1,0 +1,93 @@
+"""Several seeds of one configuration summarised: mean and spread of every row, and paired gaps.
+
+Each seed is a whole run of the workflow in its own folder (`snakemake --directory runs/seedK
+--config seed=K`): another dataset draw, initialisation, data order and augmentation. Because the
+experiments of one run share their random draws, the gap between two rows of the same seed is a
+paired measurement; its mean and spread over seeds say whether a method is ahead, which one seed's
+table cannot.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from .benchmark import _write_text, markdown_table
+
+KEY = ("dataset", "experiment", "stage", "split")
+SUMMARY_COLUMNS = (*KEY, "seeds", "miou_mean", "miou_std", "miou_min", "miou_max", "per_seed")
+GAP_COLUMNS = ("dataset", "experiment", "baseline", "stage", "split", "seeds", "gap_mean", "gap_std", "ahead_in",
+               "per_seed")
+
+
+def read_benchmark(path: str | Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or any(column not in rows[0] for column in (*KEY, "miou")):
+        raise ValueError(f"{path}: not a benchmark table (needs columns {', '.join((*KEY, 'miou'))})")
+    return rows
+
+
+def miou_by_seed(tables: dict[str, list[dict]]) -> dict[tuple, dict[str, float]]:
+    """{row key: {seed label: mIoU}} over the tables of every seed."""
+    values: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for seed, rows in tables.items():
+        for row in rows:
+            values[tuple(row[column] for column in KEY)][seed] = float(row["miou"])
+    return values
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _per_seed(values: dict[str, float]) -> str:
+    return " ".join(f"{seed}:{value:.3f}" for seed, value in values.items())
+
+
+def summary_rows(tables: dict[str, list[dict]]) -> list[dict]:
+    """Mean, sample standard deviation, min and max of every row's mIoU over the seeds that have it."""
+    rows = []
+    for key, values in miou_by_seed(tables).items():
+        series = list(values.values())
+        rows.append({**dict(zip(KEY, key)), "seeds": len(series), "miou_mean": round(statistics.mean(series), 4),
+                     "miou_std": round(_spread(series), 4), "miou_min": round(min(series), 4),
+                     "miou_max": round(max(series), 4), "per_seed": _per_seed(values)})
+    return rows
+
+
+def gap_rows(tables: dict[str, list[dict]], baseline: str) -> list[dict]:
+    """Per experiment and stage: mIoU minus the baseline's, seed by seed (only seeds that have both)."""
+    values = miou_by_seed(tables)
+    rows = []
+    for (dataset, experiment, stage, split), own in values.items():
+        base = values.get((dataset, baseline, stage, split))
+        if experiment == baseline or base is None:
+            continue
+        gaps = {seed: own[seed] - base[seed] for seed in own if seed in base}
+        if not gaps:
+            continue
+        series = list(gaps.values())
+        rows.append({"dataset": dataset, "experiment": experiment, "baseline": baseline, "stage": stage,
+                     "split": split, "seeds": len(series), "gap_mean": round(statistics.mean(series), 4),
+                     "gap_std": round(_spread(series), 4), "ahead_in": f"{sum(g > 0 for g in series)}/{len(series)}",
+                     "per_seed": _per_seed(gaps)})
+    return rows
+
+
+def write_seed_summary(tables: dict[str, list[dict]], baseline: str, csv_path: str | Path,
+                       markdown_path: str | Path) -> None:
+    summary, gaps = summary_rows(tables), gap_rows(tables, baseline)
+    lines = ["seed," + ",".join(KEY) + ",miou"]
+    for seed, rows in tables.items():
+        lines += [",".join([seed, *(row[column] for column in KEY), row["miou"]]) for row in rows]
+    _write_text(csv_path, "\n".join(lines) + "\n")
+    text = (f"# Benchmark over {len(tables)} seeds ({', '.join(tables)})\n\n"
+            "mIoU: mean, sample standard deviation, range and the value of each seed.\n\n"
+            + markdown_table(summary, SUMMARY_COLUMNS)
+            + f"\n## Gap to `{baseline}`, paired by seed\n\n"
+            "mIoU minus the baseline's in the same seed; `ahead_in`: seeds where the gap is positive.\n\n"
+            + (markdown_table(gaps, GAP_COLUMNS) if gaps else f"(no experiment shares a stage with {baseline})\n"))
+    _write_text(markdown_path, text)
