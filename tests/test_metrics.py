@@ -44,3 +44,18 @@ def test_sizes_and_values_are_checked():
         confusion_matrix(np.zeros((2, 2)), np.zeros((3, 3)), 2)
     with pytest.raises(ValueError, match="outside"):
         confusion_matrix(np.full((2, 2), 7), np.zeros((2, 2)), 2)
+
+
+def test_foreground_recall_and_precision_tell_partial_from_spilled_masks():
+    truth = np.zeros((4, 8), np.int64)
+    truth[:, :4] = 1  # a 16-pixel object
+    partial = np.zeros_like(truth)
+    partial[:2, :4] = 1  # half of it, nothing outside
+    spilled = np.zeros_like(truth)
+    spilled[:, :8] = 1  # all of it and as much background
+    half = summarise(confusion_matrix(truth, partial, 2), "ab")
+    over = summarise(confusion_matrix(truth, spilled, 2), "ab")
+    assert (half["foreground_recall"], half["foreground_precision"]) == (0.5, 1.0)
+    assert (over["foreground_recall"], over["foreground_precision"]) == (1.0, 0.5)
+    wrong_class = summarise(confusion_matrix(truth, np.where(truth == 1, 2, 0), 3), "abc")
+    assert wrong_class["foreground_recall"] == 0.0 and wrong_class["foreground_precision"] == 0.0

@@ -10,8 +10,13 @@ from pathlib import Path
 from .data.voc import atomic_path
 from .runtime import load_json
 
-COLUMNS = ("dataset", "experiment", "stage", "split", "miou", "pixel_accuracy", "num_images", "detail")
+COLUMNS = ("dataset", "experiment", "stage", "split", "miou", "pixel_accuracy", "fg_recall", "fg_precision",
+           "num_images", "detail")
 STAGE_ORDER = {"cam": 0, "pseudo_label": 1, "segmentation": 2}
+
+
+def _rounded(value) -> float | str:
+    return "" if value is None else round(value, 4)
 
 
 def metrics_row(dataset: str, experiment: str, metrics: dict) -> dict:
@@ -22,6 +27,8 @@ def metrics_row(dataset: str, experiment: str, metrics: dict) -> dict:
         detail = f"{100 * metrics['ignored_fraction']:.1f}% ignored; labelled-pixel mIoU {metrics['labelled_miou']:.4f}"
     return {"dataset": dataset, "experiment": experiment, "stage": metrics["stage"], "split": metrics["split"],
             "miou": round(metrics["miou"], 4), "pixel_accuracy": round(metrics["pixel_accuracy"], 4),
+            "fg_recall": _rounded(metrics.get("foreground_recall")),
+            "fg_precision": _rounded(metrics.get("foreground_precision")),
             "num_images": metrics["num_images"], "detail": detail}
 
 
@@ -63,7 +70,9 @@ def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str |
     writer.writerows(rows)
     _write_text(csv_path, buffer.getvalue())
     text = "# Benchmark\n\nmIoU of CAM seeds and pseudo labels on the training split, and of DeepLab-v2 on the " \
-           "evaluation split.\n\n" + markdown_table(rows)
+           "evaluation split. fg_recall: share of object pixels labelled with their class (low: partial " \
+           "masks); fg_precision: share of pixels given a class that are of it (low: spill-over).\n\n" \
+           + markdown_table(rows)
     if timings:
         timing_rows = [{"experiment": experiment, "job": job, "seconds": round(seconds, 1)}
                        for experiment, jobs in timings.items() for job, seconds in jobs]

@@ -34,13 +34,27 @@ def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
         return np.where(union > 0, intersection / union, np.nan)
 
 
+def foreground_recall_precision(confusion: np.ndarray) -> tuple[float, float]:
+    """Pooled over the foreground classes (1..): the share of true object pixels labelled with their class
+    (recall: low means partial masks) and the share of pixels given a class that truly are of it
+    (precision: low means masks spill over the background or other objects)."""
+    confusion = confusion.astype(np.float64)
+    hits = np.trace(confusion) - confusion[0, 0]
+    truth, predicted = confusion[1:].sum(), confusion[:, 1:].sum()
+    return (float(hits / truth) if truth else 0.0), (float(hits / predicted) if predicted else 0.0)
+
+
 def summarise(confusion: np.ndarray, class_names) -> dict:
-    """mIoU (over classes present in truth or prediction), per-class IoU, pixel accuracy, the matrix."""
+    """mIoU (over classes present in truth or prediction), per-class IoU, pixel accuracy, foreground
+    recall and precision, the matrix."""
     iou = iou_from_confusion(confusion)
     total = confusion.sum()
+    recall, precision = foreground_recall_precision(confusion)
     return {
         "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
         "pixel_accuracy": float(np.trace(confusion) / total) if total else 0.0,
+        "foreground_recall": recall,
+        "foreground_precision": precision,
         "per_class_iou": {name: (None if np.isnan(value) else float(value)) for name, value in zip(class_names, iou)},
         "confusion_matrix": confusion.astype(int).tolist(),
     }
