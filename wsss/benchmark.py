@@ -56,7 +56,17 @@ def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: str | Path, text: str) -> None:
+def csv_text(rows: list[dict], columns) -> str:
+    """`rows` as CSV text with a header line (quoting as the csv module does)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` atomically."""
     tmp = atomic_path(path)
     Path(tmp).write_text(text)
     os.replace(tmp, path)
@@ -64,11 +74,7 @@ def _write_text(path: str | Path, text: str) -> None:
 
 def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str | Path,
                     timings: dict[str, list[tuple[str, float]]] | None = None) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_text(csv_path, buffer.getvalue())
+    write_text(csv_path, csv_text(rows, COLUMNS))
     text = "# Benchmark\n\nmIoU of CAM seeds and pseudo labels on the training split, and of DeepLab-v2 on the " \
            "evaluation split. fg_recall: share of object pixels labelled with their class (low: partial " \
            "masks); fg_precision: share of pixels given a class that are of it (low: spill-over).\n\n" \
@@ -78,4 +84,4 @@ def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str |
                        for experiment, jobs in timings.items() for job, seconds in jobs]
         if timing_rows:
             text += "\n## Wall time per job\n\n" + markdown_table(timing_rows, ("experiment", "job", "seconds"))
-    _write_text(markdown_path, text)
+    write_text(markdown_path, text)

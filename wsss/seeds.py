@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .benchmark import _write_text, markdown_table
+from .benchmark import csv_text, markdown_table, write_text
 
 KEY = ("dataset", "experiment", "stage", "split")
 SUMMARY_COLUMNS = (*KEY, "seeds", "miou_mean", "miou_std", "miou_min", "miou_max", "per_seed")
@@ -80,14 +80,13 @@ def gap_rows(tables: dict[str, list[dict]], baseline: str) -> list[dict]:
 def write_seed_summary(tables: dict[str, list[dict]], baseline: str, csv_path: str | Path,
                        markdown_path: str | Path) -> None:
     summary, gaps = summary_rows(tables), gap_rows(tables, baseline)
-    lines = ["seed," + ",".join(KEY) + ",miou"]
-    for seed, rows in tables.items():
-        lines += [",".join([seed, *(row[column] for column in KEY), row["miou"]]) for row in rows]
-    _write_text(csv_path, "\n".join(lines) + "\n")
+    every_seed = [{"seed": seed, **{column: row[column] for column in (*KEY, "miou")}}
+                  for seed, rows in tables.items() for row in rows]
+    write_text(csv_path, csv_text(every_seed, ("seed", *KEY, "miou")))
     text = (f"# Benchmark over {len(tables)} seeds ({', '.join(tables)})\n\n"
             "mIoU: mean, sample standard deviation, range and the value of each seed.\n\n"
             + markdown_table(summary, SUMMARY_COLUMNS)
             + f"\n## Gap to `{baseline}`, paired by seed\n\n"
             "mIoU minus the baseline's in the same seed; `ahead_in`: seeds where the gap is positive.\n\n"
             + (markdown_table(gaps, GAP_COLUMNS) if gaps else f"(no experiment shares a stage with {baseline})\n"))
-    _write_text(markdown_path, text)
+    write_text(markdown_path, text)
