@@ -131,6 +131,21 @@ def test_aggregation_attention_rows_sum_to_one_and_shapes_hold():
     assert public(x, z).shape == (2, 6, 3, 3)
 
 
+def test_the_aggregate_enters_the_fuse_at_the_scale_of_x():
+    """Unit-vector centroids make F' about 1/sqrt(D) per channel; the projection must bring it to x's
+    scale, or the fuse starts (and, measured, stays) dominated by x and the refined head ignores F'."""
+    torch.manual_seed(0)
+    embed_dim, width = 64, 32
+    aggregation = SemanticAggregation(feature_dim=width, embed_dim=embed_dim, num_centroids=12)
+    aggregation.set_centroids(F.normalize(torch.randn(12, embed_dim), dim=1))
+    x = torch.randn(8, width, 6, 6).relu() / 0.58  # post-ReLU features of about unit RMS
+    z = torch.randn(8, embed_dim, 6, 6)
+    mixed = (aggregation.attention(z) @ aggregation.centroids).transpose(1, 2).reshape(8, embed_dim, 6, 6)
+    assert mixed.pow(2).mean().sqrt() < 0.3  # the raw aggregate is small ...
+    projected = aggregation.project(mixed)
+    ratio = projected.pow(2).mean().sqrt() / x.pow(2).mean().sqrt()
+    assert 0.5 < ratio < 2.0  # ... its projection is not
+
 def test_seeded_kmeans_is_reproducible_and_finds_separated_groups():
     points = torch.cat([torch.tensor([[1.0, 0.0]]) + 0.01 * torch.randn(20, 2),
                         torch.tensor([[0.0, 1.0]]) + 0.01 * torch.randn(20, 2)])
@@ -277,3 +292,31 @@ def test_the_refined_head_takes_its_own_conv_stack():
     # 0 convs (the paper's 1x1 classifier) adds no parameters: older checkpoints keep loading
     plain = CAMClassifier(3, {"width": 0.125}, rca=RCA)
     assert not any(key.startswith("refined_head") for key in plain.state_dict())
+
+
+def test_the_aggregation_waits_until_every_class_has_regions_for_its_kmeans():
+    from wsss.train_classifier import aggregation_ready, regions_needed
+
+    tags = {"a": [0, 2], "b": [0], "c": [0, 1], "d": [1]}  # class 2: one tagged image
+    needed = regions_needed(tags, 3, {"clusters": 2, "bank_size": 6})
+    assert needed == {0: 2, 1: 2, 2: 1}
+    model = CAMClassifier(3, {"width": 0.125}, rca=RCA)
+    model.bank.update(F.normalize(torch.randn(3, 8), dim=1), torch.tensor([0, 0, 1]))
+    assert not aggregation_ready(model, needed)  # class 1 has one region of two, class 2 none
+    model.bank.update(F.normalize(torch.randn(1, 8), dim=1), torch.tensor([1]))
+    assert not aggregation_ready(model, needed)
+    model.bank.update(F.normalize(torch.randn(1, 8), dim=1), torch.tensor([2]))
+    assert aggregation_ready(model, needed)
+
+
+def test_training_never_aggregates_an_empty_bank(tiny_dataset, tmp_path):
+    from wsss.train_classifier import train_classifier
+
+    rca = {"classifier": {"epochs": 3, "head_convs": 1, "head_channels": 16,
+                          "rca": {"aggregation": True, "embed_dim": 16, "bank_size": 8, "clusters": 2,
+                                  "bank_confidence": 1.0}}}  # sigmoid never exceeds 1: no region enters
+    result = train_classifier(tiny_dataset, "train", tiny_settings(**rca), tmp_path / "m.pt", tmp_path / "h.json",
+                              tmp_path / "ckpt")
+    assert [record["aggregation"] for record in result["history"]] == [False, False, False]
+    assert not bool(result["model"].aggregation.ready)
+    assert not result["model"].bank.filled.any()

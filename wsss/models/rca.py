@@ -160,8 +160,11 @@ class SemanticAggregation(nn.Module):
     variant "paper": attention A = softmax over centroids of (z_pixel . centroid) / temperature
     (rows sum to one), F' = A . centroids, projected to x's width by a 1x1 conv.
     variant "public": the public code's form, learned query/key/value projections and no softmax.
-    The fused feature is a 1x1 conv (+ ReLU) of [x ; F']. Before the first k-means there are no
-    centroids and F' is zero.
+    The projection is batch-normalised: the centroids are unit vectors in z's space, so F' is about
+    1/sqrt(D) per channel while x (post BatchNorm/ReLU) is about 1; unnormalised, F' entered the fuse
+    ten times weaker than x and the refined head learnt to ignore it (the public code's centroids live
+    in the raw feature space and have x's scale). The fused feature is a 1x1 conv (+ ReLU) of
+    [x ; F']. Before the first k-means there are no centroids and F' is zero.
     """
 
     def __init__(self, feature_dim: int, embed_dim: int, num_centroids: int, variant: str = "paper",
@@ -176,7 +179,7 @@ class SemanticAggregation(nn.Module):
             self.query = nn.Conv2d(embed_dim, embed_dim, 1)
             self.key = nn.Linear(embed_dim, embed_dim)
             self.value = nn.Linear(embed_dim, embed_dim)
-        self.project = nn.Conv2d(embed_dim, feature_dim, 1)
+        self.project = nn.Sequential(nn.Conv2d(embed_dim, feature_dim, 1), nn.BatchNorm2d(feature_dim))
         self.fuse = nn.Sequential(nn.Conv2d(2 * feature_dim, feature_dim, 1), nn.ReLU(inplace=True))
 
     def set_centroids(self, centroids: torch.Tensor) -> None:
