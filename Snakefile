@@ -18,6 +18,11 @@ validate_config(config, "the workflow configuration")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+if PRETRAIN_ENABLED:
+
+    include: "workflow/rules/pretrain.smk"
+
+
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/cams.smk"
 include: "workflow/rules/pseudo_labels.smk"

@@ -38,8 +38,9 @@ def test_weights_that_do_not_fit_are_refused_naming_the_file(tmp_path):
         ResNetOS8(layers=(3, 4, 23, 3), weights=str(tmp_path / "r50.pth"))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         VGG16OS8(weights=str(tmp_path / "missing.pth"))
-    with pytest.raises(ValueError, match="width 1.0"):
-        VGG16OS8(width=0.5, weights=str(tmp_path / "r50.pth"))
+    torch.save(VGG16OS8().state_dict(), tmp_path / "vgg_full_width.pth")
+    with pytest.raises(ValueError, match="vgg_full_width.pth.*shape mismatch"):
+        VGG16OS8(width=0.5, weights=str(tmp_path / "vgg_full_width.pth"))
 
 
 def test_classifier_logits_are_the_pooled_cams():

@@ -25,6 +25,7 @@ TINY_CONFIG = {
     "classifier": {"backbone": {"width": 0.125, "batch_norm": True}, "input_size": 64, "epochs": 6,
                    "batch_size": 10, "lr": 0.02, "new_layer_lr_mult": 1.0, "lr_milestones": [5],
                    "rca": {"embed_dim": 16, "bank_size": 20, "clusters": 3}},
+    "pretrain": {"images": 30, "epochs": 2, "batch_size": 10},
     "cam": {"scales": [1.0, 0.75], "batch_size": 16, "shards": 2},
     "pseudo_labels": {"shards": 2},
     "segmentation": {"backbone": {"name": "resnet", "layers": [1, 1, 1, 1], "width_per_group": 8},
@@ -67,6 +68,19 @@ def test_every_stage_leaves_its_artifact(finished_run):
     oracle = finished_run / "results" / "tiny" / "oracle"
     assert (oracle / "metrics/segmentation_val.json").exists()
     assert not (oracle / "classifier").exists()  # the oracle trains no classifier
+
+
+
+@pytest.mark.slow
+def test_every_classifier_starts_from_the_pretrained_backbone(finished_run):
+    import torch
+
+    backbone = torch.load(finished_run / "results/tiny/pretrain/backbone.pt", weights_only=True)
+    assert (finished_run / "resources/tiny_pretrain/ImageSets/Segmentation/train.txt").read_text().count("\n") == 30
+    for experiment in ("cam", "rca_oaa"):
+        model = torch.load(finished_run / f"results/tiny/{experiment}/classifier/model.pt", weights_only=False)
+        assert model["settings"]["backbone"]["weights"] == "results/tiny/pretrain/backbone.pt"
+        assert model["model"]["backbone.features.0.weight"].shape == backbone["features.0.weight"].shape
 
 
 @pytest.mark.slow

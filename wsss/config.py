@@ -51,6 +51,13 @@ def validate_config(config: dict, source: str = "config") -> dict:
     if errors:
         lines = [f"  {_key_path(error)}: {error.message}" for error in errors]
         raise ConfigError(f"{source} does not follow {SCHEMA_PATH.name}:\n" + "\n".join(lines))
+    if config["pretrain"]["images"] > 0:
+        if config["dataset"]["source"] != "synthetic":
+            raise ConfigError(f"{source}: pretrain.images > 0 needs dataset.source synthetic (real data starts "
+                              f"from ImageNet weights: classifier.backbone.weights)")
+        if config["classifier"]["backbone"]["weights"]:
+            raise ConfigError(f"{source}: pretrain.images > 0 and classifier.backbone.weights both give the "
+                              f"backbone's start; set one")
     return config
 
 

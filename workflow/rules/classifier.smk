@@ -4,7 +4,7 @@
 
 rule train_classifier:
     input:
-        dataset=DATA_ROOT,
+        unpack(classifier_inputs),
     output:
         model=f"{EXP}/classifier/model.pt",
         history=f"{EXP}/classifier/history.json",

@@ -1,9 +1,11 @@
 # Names and helpers shared by every rule: paths, experiment wildcards, per-experiment settings.
+import json
 import re
 from pathlib import Path
 
 from wsss.cli import workflow_settings
 from wsss.config import experiments_to_run, resolve_experiment
+from wsss.pretrain import pretrain_classifier_settings, pretrain_dataset_settings, pretrain_enabled
 
 DATASET = config["dataset"]["name"]
 DATA_ROOT = config["dataset"]["root"]
@@ -18,6 +20,10 @@ BENCHMARKS = f"{RESULTS}/{{experiment}}/benchmarks"
 BENCHMARK_CSV = "results/benchmark.csv"
 BENCHMARK_MD = "results/benchmark.md"
 THREADS = config["compute"]["threads"]
+PRETRAIN_ENABLED = pretrain_enabled(config)  # the built-in stand-in for ImageNet weights
+PRETRAIN = f"{RESULTS}/pretrain"
+PRETRAIN_DATA_ROOT = f"{Path(DATA_ROOT)}_pretrain"
+PRETRAINED_BACKBONE = f"{PRETRAIN}/backbone.pt"
 ENV = "../../envs/wsss.yaml"
 
 if config["dataset"]["source"] == "voc" and not Path(DATA_ROOT).is_dir():
@@ -79,3 +85,8 @@ def experiment_metrics(experiment):
         *([] if trains_on_ground_truth(experiment) else seeds_and_labels),
         f"{RESULTS}/{experiment}/metrics/segmentation_{EVAL_SPLIT}.json",
     ]
+
+
+def classifier_inputs(wildcards):
+    """The classifier's inputs: the dataset, and the pretrained backbone when pretraining is on."""
+    return {"dataset": DATA_ROOT, **({"backbone_weights": PRETRAINED_BACKBONE} if PRETRAIN_ENABLED else {})}

