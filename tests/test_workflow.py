@@ -81,6 +81,7 @@ def test_every_classifier_starts_from_the_pretrained_backbone(finished_run):
         model = torch.load(finished_run / f"results/tiny/{experiment}/classifier/model.pt", weights_only=False)
         assert model["settings"]["backbone"]["weights"] == "results/tiny/pretrain/backbone.pt"
         assert model["model"]["backbone.features.0.weight"].shape == backbone["features.0.weight"].shape
+    assert "| pretrain | pretrain_backbone |" in (finished_run / "results/benchmark.md").read_text()  # its wall time
 
 
 @pytest.mark.slow

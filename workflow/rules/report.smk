@@ -10,7 +10,8 @@ rule benchmark:
     params:
         dataset_name=DATASET,
         metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
-        benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN],
+        benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN]
+        + ([f"pretrain={PRETRAIN}/benchmarks"] if PRETRAIN_ENABLED else []),
     log:
         "results/logs/benchmark.log",
     conda:
