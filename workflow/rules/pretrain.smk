@@ -29,7 +29,7 @@ rule pretrain_backbone:
     params:
         settings=json.dumps(pretrain_classifier_settings(config), sort_keys=True),
         checkpoint_dir=f"{PRETRAIN}/checkpoints/classifier",
-    threads: THREADS
+    threads: max(THREADS, workflow.cores or 1)  # every classifier waits for it: it may take all the cores given
     log:
         f"{PRETRAIN}/logs/pretrain_backbone.log",
     benchmark:
