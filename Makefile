@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create the environment, run the whole pipeline on the built-in dataset, print the table
 #   make test   create the environment, run the test suite
-#   make ablation  every experiment of config/config.yaml (the whole ablation table; about 25 minutes)
+#   make ablation  every experiment of config/config.yaml (the whole ablation table; about 30 minutes)
 #   make seeds     the workflow once per seed in runs/seedK/, then mean, spread and paired gaps to cam
 VENV ?= .venv
 PYTHON ?= python3
