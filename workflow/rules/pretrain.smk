@@ -29,7 +29,10 @@ rule pretrain_backbone:
     params:
         settings=json.dumps(pretrain_classifier_settings(config), sort_keys=True),
         checkpoint_dir=f"{PRETRAIN}/checkpoints/classifier",
-    threads: max(THREADS, workflow.cores or 1)  # every classifier waits for it: it may take all the cores given
+    # compute.threads like every job, although every classifier waits for it: torch on the CPU gives other
+    # numbers with other thread counts (2 threads instead of 1 changed seed 0's val by 0.01 to 0.02), and
+    # the same config must give the same numbers whatever --cores is
+    threads: THREADS
     log:
         f"{PRETRAIN}/logs/pretrain_backbone.log",
     benchmark:
