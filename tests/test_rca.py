@@ -146,6 +146,7 @@ def test_the_aggregate_enters_the_fuse_at_the_scale_of_x():
     ratio = projected.pow(2).mean().sqrt() / x.pow(2).mean().sqrt()
     assert 0.5 < ratio < 2.0  # ... its projection is not
 
+
 def test_seeded_kmeans_is_reproducible_and_finds_separated_groups():
     points = torch.cat([torch.tensor([[1.0, 0.0]]) + 0.01 * torch.randn(20, 2),
                         torch.tensor([[0.0, 1.0]]) + 0.01 * torch.randn(20, 2)])
