@@ -41,4 +41,14 @@ rule all:
     input:
         BENCHMARK_CSV,
         BENCHMARK_MD,
+        [path for experiment in RUN for path in experiment_figures(experiment)],
+        [f"{PRETRAIN}/figures/classifier_curve.png"] if PRETRAIN_ENABLED else [],
     default_target: True
+
+
+onerror:
+    # A failed run leaves no table that could pass for current: the next successful run writes it again.
+    for stale in (BENCHMARK_CSV, BENCHMARK_MD):
+        if os.path.exists(stale):
+            os.remove(stale)
+            print(f"removed {stale}: the run failed, so it may no longer match the results", file=sys.stderr)

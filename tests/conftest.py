@@ -1,12 +1,48 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("WSSS_NO_PROGRESS", "1")
 
+
+def pytest_configure(config):
+    """The tests run in the pipeline's deterministic mode, as every stage does."""
+    import torch
+
+    from wsss.runtime import configure_compute
+
+    configure_compute({"threads": torch.get_num_threads(), "deterministic": True})
+
+
 REPO = Path(__file__).resolve().parent.parent
 TINY_OPTIONS = {"image_size": 64}
+TINY_CONFIG = REPO / "config" / "tiny.yaml"
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run the workflow in `workdir` on 2 cores (a subprocess, as a user would)."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--cores", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A whole run of config/tiny.yaml (about 2 minutes): the reference the slow tests compare with."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG))
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    """A copy of a finished run (outputs, Snakemake's metadata, times kept) to change without touching it."""
+    return shutil.copytree(run, destination, symlinks=True)
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ def test_shipped_configs_are_valid():
 
 
 def test_missing_config_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.yaml"):
+    with pytest.raises(ConfigError, match="nothere.yaml does not exist"):
         load_config(tmp_path / "nothere.yaml")
 
 
@@ -77,19 +77,23 @@ def test_derived_seeds_are_stable_and_distinct():
 
 
 def test_stage_scripts_take_json_settings_or_a_config_file(tmp_path):
-    from wsss.cli import parse_stage_args, stage_parser, workflow_settings
+    import json
+
+    from wsss.cli import parse_stage_args, stage_parser
+    from wsss.rules import rule_settings
 
     config_path = REPO / "config" / "config.yaml"
     parser = stage_parser("test", ("cam",))
     _, from_file = parse_stage_args(parser, argv=["--config", str(config_path)])
-    text = workflow_settings(load_config(config_path), "cam", "cam")
-    assert "compute" not in text  # device/threads do not trigger reruns
+    text = rule_settings(load_config(config_path), "cam", "cam")
+    # what changes numbers reruns a rule (threads included); the loader workers do not
+    assert json.loads(text)["compute"] == {"device": "auto", "threads": 1, "deterministic": True}
     _, from_json = parse_stage_args(stage_parser("test", ("cam",)), argv=["--settings", text])
     assert from_json["cam"] == from_file["cam"] and from_json["seed"] == from_file["seed"]
-    assert from_json["compute"]["device"] == "auto"  # schema default when --compute is not given
+    assert from_json["compute"]["loader_workers"] == 4  # schema default when --compute does not give it
     _, with_compute = parse_stage_args(stage_parser("test", ("cam",)), argv=
                                        ["--settings", text, "--compute", '{"device": "cpu"}'])
-    assert with_compute["compute"] == {"device": "cpu"}
+    assert with_compute["compute"]["device"] == "cpu" and with_compute["compute"]["threads"] == 1
 
 
 def test_run_selects_experiments_in_config_order():

@@ -94,7 +94,8 @@ def test_sharded_pseudo_labels_cover_the_split_and_workers_agree(tiny_dataset, t
         shards.append(out)
     single = tmp_path / "single"
     make_pseudo_labels(tmp_path / "cams.h5", tiny_dataset, "train", settings, single, 0, 2, workers=1)
-    for png in single.iterdir():
+    assert (single / "labels.sha256").is_file()
+    for png in single.glob("*.png"):
         assert np.array_equal(read_label_png(png), read_label_png(shards[0] / png.name))
     assert write_label_index(shards, tmp_path / "index.txt") == len(layout.names("train"))
     index = read_label_index(tmp_path / "index.txt")

@@ -109,4 +109,4 @@ def test_ddp_training_keeps_weights_and_banks_identical_and_rank0_writes(tiny_da
         if "running_" in key or "num_batches" in key:
             continue  # BatchNorm statistics are per rank
         torch.testing.assert_close(state0[key], state1[key], msg=key)
-    assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "ckpt" / "last.pt").exists()
+    assert (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "ckpt").exists()

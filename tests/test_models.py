@@ -2,6 +2,7 @@ import pytest
 import torch
 import torchvision
 
+from wsss.artifacts import ArtifactError
 from wsss.models.backbones import ResNetOS8, VGG16OS8
 from wsss.models.classifier import CAMClassifier
 from wsss.models.deeplab import DeepLabV2
@@ -34,12 +35,12 @@ def test_torchvision_resnet101_weights_load_from_a_local_file(tmp_path):
 
 def test_weights_that_do_not_fit_are_refused_naming_the_file(tmp_path):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
-    with pytest.raises(ValueError, match="r50.pth"):
+    with pytest.raises(ArtifactError, match="r50.pth"):
         ResNetOS8(layers=(3, 4, 23, 3), weights=str(tmp_path / "r50.pth"))
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(ArtifactError, match="missing.pth does not exist"):
         VGG16OS8(weights=str(tmp_path / "missing.pth"))
     torch.save(VGG16OS8().state_dict(), tmp_path / "vgg_full_width.pth")
-    with pytest.raises(ValueError, match="vgg_full_width.pth.*shape mismatch"):
+    with pytest.raises(ArtifactError, match="vgg_full_width.pth.*shape mismatch"):
         VGG16OS8(width=0.5, weights=str(tmp_path / "vgg_full_width.pth"))
 
 

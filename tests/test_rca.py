@@ -250,12 +250,13 @@ def test_accumulated_protocol_trains_resumably_and_gives_image_size_cams(tiny_da
                              cam={"protocol": "accumulated"})
     train_classifier(tiny_dataset, "train", settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "ckpt",
                      tmp_path / "accumulated.h5")
-    assert (tmp_path / "ckpt" / "accumulated.h5").exists()
+    assert not (tmp_path / "ckpt").exists()  # a finished run's checkpoints are removed
     with monkeypatch.context() as patch:  # killed after the first epoch, then resumed
         kill_after_first_checkpoint(patch)
         with pytest.raises(Killed):
             train_classifier(tiny_dataset, "train", settings, tmp_path / "r.pt", tmp_path / "r.json", tmp_path / "c3",
                              tmp_path / "resumed.h5")
+    assert (tmp_path / "c3" / "accumulated.h5").exists()  # the accumulated maps are checkpointed with the model
     train_classifier(tiny_dataset, "train", settings, tmp_path / "r.pt", tmp_path / "r.json", tmp_path / "c3",
                      tmp_path / "resumed.h5")
     for key in cam_names(tmp_path / "accumulated.h5"):

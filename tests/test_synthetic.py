@@ -173,11 +173,11 @@ def test_crash_leaves_no_partial_dataset(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = synthetic.write_label_png
 
-    def flaky(path, label):
+    def flaky(path, label, **options):
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError("disk full (simulated)")
-        original(path, label)
+        original(path, label, **options)
 
     monkeypatch.setattr(synthetic, "write_label_png", flaky)
     with pytest.raises(OSError, match="simulated"):

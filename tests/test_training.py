@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import h5py
 import numpy as np
@@ -11,7 +10,8 @@ from wsss.cam_store import cam_names, gather_cams, read_cams
 from wsss.data.voc import VOCLayout, read_label_png
 from wsss.evaluate import evaluate_cams, evaluate_label_maps
 from wsss.train_classifier import train_classifier
-from wsss.train_segmentation import predict, train_segmentation
+from wsss.inference import predict
+from wsss.train_segmentation import train_segmentation
 
 from conftest import Killed, kill_after_first_checkpoint, tiny_settings
 
@@ -50,15 +50,21 @@ def test_classifier_trains_and_resumes_to_identical_weights(tiny_dataset, traine
     assert [r["loss"] for r in resumed] == [r["loss"] for r in history]
 
 
-def test_a_stale_checkpoint_is_ignored(tiny_dataset, trained_classifier, tmp_path):
-    """A checkpoint from other settings (or data) must not be resumed: training starts afresh."""
+def test_a_checkpoint_of_other_settings_is_set_aside(tiny_dataset, trained_classifier, tmp_path, monkeypatch, caplog):
+    """A checkpoint from other settings must not be resumed: it is set aside, saying why, and training starts
+    afresh."""
     three_epochs = tiny_settings(classifier={"epochs": 3})
-    train_classifier(tiny_dataset, "train", three_epochs, tmp_path / "fresh.pt", tmp_path / "h.json",
-                     tmp_path / "fresh")
-    shutil.copytree(trained_classifier / "ckpt", tmp_path / "stale")  # two epochs of the 2-epoch run
+    with monkeypatch.context() as patch:  # a run of the 2-epoch settings, killed after its first epoch
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            train_classifier(tiny_dataset, "train", tiny_settings(), tmp_path / "x.pt", tmp_path / "x.json",
+                             tmp_path / "stale")
     train_classifier(tiny_dataset, "train", three_epochs, tmp_path / "m.pt", tmp_path / "h2.json",
                      tmp_path / "stale")
+    assert "set aside as last.pt.stale: its settings differ" in caplog.text
     assert len(json.loads((tmp_path / "h2.json").read_text())["epochs"]) == 3
+    train_classifier(tiny_dataset, "train", three_epochs, tmp_path / "fresh.pt", tmp_path / "h.json",
+                     tmp_path / "fresh")
     assert_same_weights(state_of(tmp_path / "m.pt"), state_of(tmp_path / "fresh.pt"))
 
 

@@ -1,103 +1,68 @@
-"""The whole workflow through Snakemake, as a subprocess, on a tiny configuration (a few minutes)."""
+"""The whole workflow through Snakemake, as a subprocess, on config/tiny.yaml (a few minutes)."""
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
+import re
 
 import pytest
+import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, TINY_CONFIG, snakemake
 
-TINY_CONFIG = {
-    "seed": 0,
-    "dataset": {"name": "tiny", "source": "synthetic", "root": "resources/tiny",
-                "synthetic": {"splits": {"train": 60, "val": 20}, "options": {"image_size": 64}}},
-    "compute": {"device": "cpu", "loader_workers": 0, "threads": 2},
-    "experiments": {
-        "cam": {},
-        "rca_oaa": {"classifier": {"rca": {"contrast": True, "aggregation": True}, "accumulate_cams": True},
-                    "cam": {"protocol": "accumulated"}},
-        "oracle": {"segmentation": {"labels": "ground_truth"}},
-    },
-    "classifier": {"backbone": {"width": 0.125, "batch_norm": True}, "input_size": 64, "epochs": 6,
-                   "batch_size": 10, "lr": 0.02, "new_layer_lr_mult": 1.0, "lr_milestones": [5],
-                   "rca": {"embed_dim": 16, "bank_size": 20, "clusters": 3}},
-    "pretrain": {"images": 30, "epochs": 2, "batch_size": 10},
-    "cam": {"scales": [1.0, 0.75], "batch_size": 16, "shards": 2},
-    "pseudo_labels": {"shards": 2},
-    "segmentation": {"backbone": {"name": "resnet", "layers": [1, 1, 1, 1], "width_per_group": 8},
-                     "freeze_batchnorm": False,
-                     "crop_size": 64, "batch_size": 8, "iterations": 40, "lr": 0.01, "classifier_lr_mult": 1.0,
-                     "checkpoint_every": 20},
-}
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=workdir)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
-    result = snakemake(workdir, "--configfile", "tiny.yaml")
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
+# the rules whose scripts run torch, and so must apply the compute settings (deterministic mode, threads)
+TORCH_RULES = ("prepare_dataset", "pretrain_backbone", "train_classifier", "extract_cams", "evaluate_cams",
+               "make_pseudo_labels", "train_segmentation", "evaluate_segmentation")
 
 
 @pytest.mark.slow
-def test_every_stage_leaves_its_artifact(finished_run):
-    exp = finished_run / "results" / "tiny" / "cam"
+def test_every_stage_leaves_its_artifact_and_no_checkpoint_or_temporary(tiny_run):
+    exp = tiny_run / "results" / "tiny" / "cam"
     for relative in ["classifier/model.pt", "classifier/history.json", "cams/cams.h5", "cams/shard-0-of-2.h5",
-                     "cams/shard-1-of-2.h5", "pseudo_labels/index.txt", "pseudo_labels/shard-0-of-2",
+                     "cams/shard-1-of-2.h5", "pseudo_labels/index.txt", "pseudo_labels/shard-0-of-2/labels.sha256",
                      "segmentation/model.pt", "segmentation/predictions_val", "metrics/cam_train.json",
                      "metrics/pseudo_label_train.json", "metrics/segmentation_val.json",
                      "figures/cam_overlays.png", "figures/classifier_curve.png", "figures/pseudo_labels.png",
                      "figures/segmentation_val.png", "logs/train_classifier.log"]:
         assert (exp / relative).exists(), relative
     assert len(list((exp / "segmentation/predictions_val").glob("*.png"))) == 20
-    assert (finished_run / "resources/tiny/diagnostics.json").exists()
-    assert (exp / "checkpoints/classifier/last.pt").exists()  # beside the outputs, for resume
-    rca = finished_run / "results" / "tiny" / "rca_oaa"
+    assert (tiny_run / "resources/tiny/diagnostics.json").exists()
+    manifest = json.loads((tiny_run / "results/tiny/dataset/manifest.json").read_text())
+    assert set(manifest["splits"]) == {"train", "val"} and len(manifest["splits"]["train"]["names"]) == 60
+    rca = tiny_run / "results" / "tiny" / "rca_oaa"
     assert (rca / "classifier/accumulated_cams.h5").exists() and (rca / "metrics/pseudo_label_train.json").exists()
-    oracle = finished_run / "results" / "tiny" / "oracle"
+    oracle = tiny_run / "results" / "tiny" / "oracle"
     assert (oracle / "metrics/segmentation_val.json").exists()
     assert not (oracle / "classifier").exists()  # the oracle trains no classifier
-
+    # a finished job removes its checkpoints; an atomic write leaves no temporary behind
+    assert not list((tiny_run / "results").rglob("last.pt*"))
+    assert not list(tiny_run.glob("results/**/.*.tmp-*")) and not list(tiny_run.glob("resources/**/.*.tmp-*"))
 
 
 @pytest.mark.slow
-def test_every_classifier_starts_from_the_pretrained_backbone(finished_run):
-    import torch
-
-    backbone = torch.load(finished_run / "results/tiny/pretrain/backbone.pt", weights_only=True)
-    assert (finished_run / "resources/tiny_pretrain/ImageSets/Segmentation/train.txt").read_text().count("\n") == 30
+def test_every_classifier_starts_from_the_pretrained_backbone(tiny_run):
+    backbone = torch.load(tiny_run / "results/tiny/pretrain/backbone.pt", weights_only=True)
+    assert (tiny_run / "resources/tiny_pretrain/ImageSets/Segmentation/train.txt").read_text().count("\n") == 30
     for experiment in ("cam", "rca_oaa"):
-        model = torch.load(finished_run / f"results/tiny/{experiment}/classifier/model.pt", weights_only=False)
+        model = torch.load(tiny_run / f"results/tiny/{experiment}/classifier/model.pt", weights_only=True)
         assert model["settings"]["backbone"]["weights"] == "results/tiny/pretrain/backbone.pt"
+        assert model["fingerprint"]["starting_weights"] is not None  # the backbone's content hash
         assert model["model"]["backbone.features.0.weight"].shape == backbone["features.0.weight"].shape
-    assert "| pretrain | pretrain_backbone |" in (finished_run / "results/benchmark.md").read_text()  # its wall time
+    assert "| pretrain | pretrain_backbone |" in (tiny_run / "results/benchmark.md").read_text()  # its wall time
 
 
 @pytest.mark.slow
-def test_benchmark_table_and_seed_beats_all_background(finished_run):
-    with open(finished_run / "results" / "benchmark.csv") as handle:
+def test_benchmark_table_and_seed_beats_all_background(tiny_run):
+    with open(tiny_run / "results" / "benchmark.csv") as handle:
         rows = list(csv.DictReader(handle))
     stages = {(row["experiment"], row["stage"], row["split"]) for row in rows}
     assert stages == {(experiment, stage, split) for experiment in ("cam", "rca_oaa")
                       for stage, split in (("cam", "train"), ("pseudo_label", "train"), ("segmentation", "val"))
                       } | {("oracle", "segmentation", "val")}
     assert all(row["dataset"] == "tiny" for row in rows)
-    assert "| cam |" in (finished_run / "results" / "benchmark.md").read_text()
-    cam_metrics = json.loads((finished_run / "results/tiny/cam/metrics/cam_train.json").read_text())
+    cam_metrics = json.loads((tiny_run / "results/tiny/cam/metrics/cam_train.json").read_text())
     # all background: IoU of background only (foreground classes score 0)
-    confusion = cam_metrics["confusion_matrix"]
-    truth_per_class = [sum(row) for row in confusion]
+    truth_per_class = [sum(row) for row in cam_metrics["confusion_matrix"]]
     present = sum(1 for count in truth_per_class if count > 0)
     all_background_miou = truth_per_class[0] / sum(truth_per_class) / present
     seed_miou = float(next(row["miou"] for row in rows if row["stage"] == "cam"))
@@ -105,28 +70,105 @@ def test_benchmark_table_and_seed_beats_all_background(finished_run):
 
 
 @pytest.mark.slow
-def test_a_second_run_has_nothing_to_do_and_a_deleted_artifact_is_rebuilt_alone(finished_run):
-    result = snakemake(finished_run, "--configfile", "tiny.yaml", "--dry-run")
+def test_every_torch_stage_ran_in_deterministic_mode_and_records_how(tiny_run):
+    logs = {path: path.read_text() for path in tiny_run.glob("results/**/logs/*.log")}
+    torch_logs = [path for path in logs if path.stem.split("-")[0] in TORCH_RULES]
+    assert {path.stem.split("-")[0] for path in torch_logs} == set(TORCH_RULES)
+    for path in torch_logs:
+        match = re.search(r"compute switches: (\{.*\})", logs[path])
+        assert match, f"{path} does not log its compute switches"
+        switches = json.loads(match.group(1))
+        assert switches["deterministic_algorithms"] and switches["cudnn_deterministic"], path
+        assert not switches["cudnn_benchmark"] and not switches["tf32_matmul"] and switches["threads"] == 1, path
+    for record in ("cam/classifier/history.json", "oracle/segmentation/history.json",
+                   "cam/metrics/segmentation_val.json"):
+        run = json.loads((tiny_run / "results/tiny" / record).read_text())["run"]
+        assert run["switches"]["deterministic_algorithms"] and re.fullmatch(r"[0-9a-f]{16}", run["code_version"])
+
+
+@pytest.mark.slow
+def test_a_second_run_has_nothing_to_do_and_a_deleted_artifact_is_rebuilt_alone(tiny_run):
+    result = snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--dry-run")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
     target = "results/tiny/cam/metrics/pseudo_label_train.json"
-    (finished_run / target).unlink()
-    result = snakemake(finished_run, target, "--configfile", "tiny.yaml")
+    (tiny_run / target).unlink()
+    result = snakemake(tiny_run, target, "--configfile", str(TINY_CONFIG))
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = result.stderr[result.stderr.index("Job stats"):].split("Reasons")[0]
     assert "evaluate_pseudo_labels" in jobs and "train_classifier" not in jobs and "make_pseudo_labels" not in jobs
-    assert (finished_run / target).exists()
+    assert (tiny_run / target).exists()
 
 
 @pytest.mark.slow
-def test_lint_reports_no_errors(finished_run):
-    result = snakemake(finished_run, "--configfile", "tiny.yaml", "--lint")
+def test_lint_reports_no_errors(tiny_run):
+    result = snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--lint")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-@pytest.mark.slow
 def test_a_bad_config_stops_before_any_job_naming_the_key(tmp_path):
-    bad = dict(TINY_CONFIG, classifier={"epochs": -1})
+    bad = yaml.safe_load(TINY_CONFIG.read_text())
+    bad["classifier"]["epochs"] = -1
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     result = snakemake(tmp_path, "--configfile", "bad.yaml", "--dry-run")
     assert result.returncode != 0 and "classifier.epochs" in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_the_workflow_parses_where_torch_cannot_be_imported(tmp_path):
+    """The submitting host and every cluster job's re-parse of the Snakefile need no training stack."""
+    fake = tmp_path / "no_torch" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch is not installed on this host (test)')\n")
+    for config in (TINY_CONFIG, REPO / "config" / "config.yaml"):
+        result = snakemake(tmp_path, "--configfile", str(config), "--dry-run",
+                           env={"PYTHONPATH": str(tmp_path / "no_torch")})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "train_classifier" in result.stdout + result.stderr
+
+
+def voc_like_tree(workdir, train_images: int, val_images: int):
+    """A VOC-layout root with split lists only (a dry run reads no image) and placeholder weight files."""
+    root = workdir / "resources/voc2012/VOC2012"
+    (root / "ImageSets/Segmentation").mkdir(parents=True)
+    for split, count in (("train", train_images), ("val", val_images)):
+        names = [f"2008_{index:06d}" for index in range(count)]
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(names) + "\n")
+    (workdir / "resources/weights").mkdir(parents=True)
+    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):
+        (workdir / "resources/weights" / weights).write_bytes(b"placeholder")
+    return root
+
+
+def planned_jobs(output: str) -> dict[str, list[dict]]:
+    """{rule: [resources of each job]} from a dry run's report."""
+    jobs, rule = {}, None
+    for line in output.splitlines():
+        header = re.match(r"^(?:local)?rule (\w+):$", line)
+        if header:
+            rule = header.group(1)
+            jobs.setdefault(rule, []).append({})
+        elif rule and (found := re.match(r"^\s+resources: (.*)$", line)):
+            jobs[rule][-1] = dict(item.split("=", 1) for item in found.group(1).split(", "))
+    return jobs
+
+
+def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_path):
+    voc_like_tree(tmp_path, train_images=40, val_images=10)
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout + result.stderr)
+    gpu_rules = {"train_classifier", "train_classifier_accumulating", "extract_cams", "train_segmentation",
+                 "evaluate_segmentation"}
+    cpu_rules = {"index_dataset", "extract_accumulated_cams", "evaluate_cams", "make_pseudo_labels",
+                 "evaluate_pseudo_labels"}
+    assert gpu_rules | cpu_rules <= set(jobs)
+    for rule, resources in jobs.items():
+        for job in resources:
+            if rule in gpu_rules:
+                assert job["gpu"] == "1", (rule, job)
+                assert int(job["mem_mb"]) >= 16000 and int(job["runtime"]) >= 60, (rule, job)
+            elif rule in cpu_rules:
+                assert job["gpu"] == "0", (rule, job)
+            else:  # local rules (indexes, the table) run on the submitting host and ask for nothing
+                assert "gpu" not in job, (rule, job)
+    assert len(jobs["make_pseudo_labels"]) == 16 * 5  # 16 shards for each of the 5 experiments with pseudo labels

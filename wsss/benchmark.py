@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
-from .data.voc import atomic_path
-from .runtime import load_json
+from .artifacts import read_json, write_text
 
 COLUMNS = ("dataset", "experiment", "stage", "split", "miou", "pixel_accuracy", "fg_recall", "fg_precision",
            "num_images", "detail")
@@ -34,7 +32,7 @@ def metrics_row(dataset: str, experiment: str, metrics: dict) -> dict:
 
 def collect_rows(dataset: str, metrics_files: dict[str, list[str | Path]]) -> list[dict]:
     """Rows from {experiment: [metrics json, ...]}, ordered by experiment then stage."""
-    rows = [metrics_row(dataset, experiment, load_json(path))
+    rows = [metrics_row(dataset, experiment, read_json(path))
             for experiment, paths in metrics_files.items() for path in paths]
     return sorted(rows, key=lambda row: (list(metrics_files).index(row["experiment"]), STAGE_ORDER[row["stage"]]))
 
@@ -63,13 +61,6 @@ def csv_text(rows: list[dict], columns) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` atomically."""
-    tmp = atomic_path(path)
-    Path(tmp).write_text(text)
-    os.replace(tmp, path)
 
 
 def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str | Path,

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from .cam_store import CamWriter, read_cams
-from .data.voc import VOCLayout, shard_names
+from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
+from .data.voc import VOCLayout, open_layout, shard_names
+from .inference import load_classifier
 from .runtime import log, progress, select_device
-from .train_classifier import load_classifier
 
 
 @torch.no_grad()
@@ -39,13 +39,13 @@ def normalise_per_class(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return cams / (peak + eps)
 
 
-def extract_accumulated_cams(accumulated_path: str | Path, dataset_root: str | Path, split: str,
+def extract_accumulated_cams(accumulated_path: str | Path, dataset: str | Path | VOCLayout, split: str,
                              out_path: str | Path, shard: int = 0, num_shards: int = 1) -> int:
     """Store one shard of the training-time accumulated CAMs (OAA), resized to image size, in [0, 1]."""
-    layout = VOCLayout(dataset_root)
+    layout = open_layout(dataset)
     tags = layout.tags(split)
     names = shard_names(list(tags), shard, num_shards)
-    with CamWriter(out_path) as writer:
+    with CamWriter(out_path, expected_names=names) as writer:
         for name, size in progress(zip(names, image_sizes(layout, names)), desc=f"accumulated CAM shard {shard}",
                                    total=len(names)):
             maps, map_tags = read_cams(accumulated_path, name)
@@ -59,12 +59,12 @@ def extract_accumulated_cams(accumulated_path: str | Path, dataset_root: str | P
     return len(names)
 
 
-def extract_cams(model_path: str | Path, dataset_root: str | Path, split: str, settings: dict, out_path: str | Path,
-                 shard: int = 0, num_shards: int = 1) -> int:
+def extract_cams(model_path: str | Path, dataset: str | Path | VOCLayout, split: str, settings: dict,
+                 out_path: str | Path, shard: int = 0, num_shards: int = 1) -> int:
     """Compute and store the CAMs of one shard of a split; returns the number of images written."""
     cam_settings = settings["cam"]
     device = select_device(settings["compute"]["device"])
-    layout = VOCLayout(dataset_root)
+    layout = open_layout(dataset)
     tags = layout.tags(split)
     names = shard_names(list(tags), shard, num_shards)
     model = load_classifier(model_path, device)
@@ -73,7 +73,7 @@ def extract_cams(model_path: str | Path, dataset_root: str | Path, split: str, s
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_inference,
                         num_workers=settings["compute"]["loader_workers"], pin_memory=device.type == "cuda")
     log.info("CAMs of shard %d/%d: %d images of split %s on %s", shard, num_shards, len(names), split, device)
-    with CamWriter(out_path) as writer:
+    with CamWriter(out_path, expected_names=names) as writer:
         for images, batch_names in progress(loader, desc=f"CAM shard {shard}", total=len(batches)):
             cams = multiscale_cams(model, images.to(device), cam_settings["scales"], cam_settings["flip"])
             for cam, name in zip(cams, batch_names):

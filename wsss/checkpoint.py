@@ -1,50 +1,83 @@
-"""Resume checkpoints: kept beside the outputs, used only when they were written from the same inputs.
+"""Resume checkpoints, kept beside the outputs and resumed only when written from the same inputs.
 
-A checkpoint carries a fingerprint of everything its run depends on (settings, seed, training data);
-a checkpoint with another fingerprint is stale (the config or the data changed) and is ignored, so
-a rerun after a change starts afresh while a rerun after a kill resumes.
+A training run is identified by its fingerprint: a dict of everything that shapes its result (the
+settings and seed, the content hash of every input file: starting weights, dataset manifest, label
+maps; the code version; the compute settings that change numbers; the number of processes). The
+checkpoint stores it. A checkpoint whose fingerprint differs, or that cannot be read, is set aside
+(renamed `last.pt.stale` or `last.pt.unreadable`) with a log line naming what differs, and
+training starts afresh. Once a stage has written its outputs, `remove_checkpoints` deletes them:
+a finished job's checkpoint never gives a head start to a later run (`--forcerun` included), while
+a killed or requeued job resumes from its last matching checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
 
-from .runtime import log, save_torch
+from .artifacts import ArtifactError, file_sha256, load_torch, remove_path, save_torch
+from .runtime import log
 
 
-def fingerprint(*parts) -> str:
-    """A hash of JSON-serialisable parts (bytes are hashed as they are)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+def describe_difference(found: dict | None, expected: dict) -> str:
+    """Which parts of two fingerprints differ, in words."""
+    if not isinstance(found, dict):
+        return "it has no fingerprint (written by an older version)"
+    keys = sorted(key for key in set(found) | set(expected) if found.get(key) != expected.get(key))
+    return "its " + ", ".join(keys) + (" differ" if len(keys) > 1 else " differs") + " from this run's"
 
 
-def files_fingerprint(paths) -> str:
-    """A hash of the contents of files, in the given order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
+def set_aside(path: Path, suffix: str, reason: str) -> None:
+    target = path.with_name(path.name + suffix)
+    os.replace(path, target)
+    log.warning("checkpoint %s set aside as %s: %s; training starts afresh", path, target.name, reason)
 
 
-def load_checkpoint(path: str | Path, expected_fingerprint: str, device) -> dict | None:
+def load_checkpoint(path: str | Path, expected: dict, device) -> dict | None:
+    """The checkpoint at `path` when it was written with the `expected` fingerprint; None otherwise."""
     path = Path(path)
     if not path.exists():
         return None
-    state = torch.load(path, map_location=device, weights_only=False)
-    if state.get("fingerprint") != expected_fingerprint:
-        log.warning("ignoring %s: written from other settings or data; training from scratch", path)
+    try:
+        state = load_torch(path, "checkpoint", map_location=device)
+    except ArtifactError as error:
+        set_aside(path, ".unreadable", str(error))
+        return None
+    comparable = json.loads(json.dumps(expected, sort_keys=True, default=str))
+    if state.get("fingerprint") != comparable:
+        set_aside(path, ".stale", describe_difference(state.get("fingerprint"), comparable))
         return None
     return state
 
 
-def save_checkpoint(state: dict, path: str | Path, run_fingerprint: str) -> None:
-    save_torch({**state, "fingerprint": run_fingerprint}, path)
+def save_checkpoint(state: dict, path: str | Path, fingerprint: dict) -> None:
+    save_torch({**state, "fingerprint": json.loads(json.dumps(fingerprint, sort_keys=True, default=str))}, path)
+
+
+def remove_checkpoints(directory: str | Path) -> None:
+    """Delete a finished run's checkpoints (and any set aside)."""
+    remove_path(directory)
+
+
+def weights_sha256(path: str | Path | None) -> str | None:
+    """The content hash of a starting-weights file (None: random initialisation)."""
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise ArtifactError(f"weights file {path} does not exist (weights are read from disk, never downloaded "
+                            f"at run time)")
+    return file_sha256(path)
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights with NaN or infinite values: a model trained into them predicts nothing sensible."""
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ArtifactError(f"{path}: tensor {name} holds values that are not finite (NaN or infinite): "
+                                f"the training that wrote it diverged")
 
 
 def load_trained_model(model_path: str | Path, device, build):
@@ -53,7 +86,11 @@ def load_trained_model(model_path: str | Path, device, build):
     `build(settings, num_classes)` makes the network; ImageNet weights are not read again (the
     trained weights follow).
     """
-    state = torch.load(model_path, map_location=device, weights_only=False)
+    state = load_torch(model_path, "trained model", map_location=device)
+    missing = [key for key in ("model", "settings", "num_classes") if key not in state]
+    if missing:
+        raise ArtifactError(f"trained model {model_path} lacks {', '.join(missing)}: not written by this pipeline")
+    check_finite(state["model"], model_path)
     settings = dict(state["settings"])
     settings["backbone"] = {**settings["backbone"], "weights": None}
     model = build(settings, state["num_classes"]).to(device)

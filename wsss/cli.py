@@ -3,10 +3,14 @@
 A stage script runs in two ways with one argument parser:
 - from a Snakemake rule (`script:`): the rule's named inputs, outputs and params become the options
   of the same names (`--checkpoint-dir` for `checkpoint_dir`), its threads `--threads`, the config's
-  compute section `--compute`, and the script's output goes to the rule's log;
+  loader settings `--compute`, and the script's output goes to the rule's log. A training rule given
+  more than one GPU starts the script again under torchrun, one process per GPU;
 - from the shell, with the settings as JSON or as a config file plus an experiment name:
 
     python workflow/scripts/train_classifier.py --config config/config.yaml --experiment cam ...
+
+Every stage applies the compute settings (threads, deterministic mode) before any work and logs
+them with where the job runs; `run_record()` returns that record for the stage's outputs.
 """
 
 from __future__ import annotations
@@ -14,21 +18,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import subprocess
 import sys
+from pathlib import Path
 
-from .config import load_config, section_defaults, stage_settings
-from .runtime import set_threads, setup_logging
+from .config import load_config, result_compute, section_defaults, stage_settings
+from .runtime import configure_compute, job_environment, log, setup_logging
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+_RUN_RECORD: dict = {}
 
 
-def stage_parser(description: str, sections: tuple[str, ...]) -> argparse.ArgumentParser:
+def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--code-version", help="hash of the code the rule runs (recorded with the outputs)")
+    return parser
+
+
+def stage_parser(description: str, sections: tuple[str, ...], distributed_script: str | None = None
+                 ) -> argparse.ArgumentParser:
+    """A stage's parser; `distributed_script` (its file name) marks a training stage that can run under torchrun."""
+    parser = base_parser(description)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--settings", help="the stage's settings as JSON (as the workflow passes them)")
     source.add_argument("--config", help="a config YAML (validated against config/schema.yaml)")
     parser.add_argument("--experiment", default="cam", help="experiment whose overrides apply (with --config)")
-    parser.add_argument("--compute", help="the config's compute section as JSON (overrides the settings')")
-    parser.add_argument("--threads", type=int, default=0, help="torch/CRF threads (0: library default)")
-    parser.set_defaults(sections=sections)
+    parser.add_argument("--compute", help="compute settings as JSON, over the settings' (e.g. '{\"device\": \"cpu\"}')")
+    parser.add_argument("--threads", type=int, default=1, help="cores this job may use (CRF processes)")
+    parser.set_defaults(sections=sections, distributed_script=distributed_script)
     return parser
 
 
@@ -56,7 +74,11 @@ def redirect_output_to(log_path: str) -> None:
 
 
 def parse_args(parser: argparse.ArgumentParser, job=None, argv=None) -> argparse.Namespace:
-    """Parse the shell's arguments (or `argv`), or a Snakemake job's (then output goes to the job's log)."""
+    """Parse the shell's arguments (or `argv`), or a Snakemake job's (then output goes to the job's log).
+
+    A training stage whose job asks for more than one GPU does not return: it runs itself under
+    torchrun with the same arguments and exits with its status.
+    """
     if job is None:
         return parser.parse_args(argv)
     if job.log:
@@ -66,15 +88,26 @@ def parse_args(parser: argparse.ArgumentParser, job=None, argv=None) -> argparse
     if "threads" in known:
         argv += ["--threads", str(job.threads)]
     if "compute" in known:
-        argv += ["--compute", json.dumps(job.config["compute"])]
+        argv += ["--compute", json.dumps({"loader_workers": job.config["compute"]["loader_workers"]})]
+    gpus = int(job.resources.get("gpu", 0) or 0)
+    script = parser.get_default("distributed_script")
+    if script and gpus > 1:
+        relaunch_under_torchrun(SCRIPTS / script, argv, gpus)
     return parser.parse_args(argv)
 
 
+def relaunch_under_torchrun(script: Path, argv: list[str], processes: int) -> None:
+    """Run `script` under torchrun on this node, one process per GPU; exit with its status."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               str(script), *argv]
+    print(f"running {processes} processes (one per GPU): {shlex.join(command)}", flush=True)
+    sys.exit(subprocess.run(command).returncode)
+
+
 def parse_stage_args(parser: argparse.ArgumentParser, job=None, argv=None) -> tuple[argparse.Namespace, dict]:
-    """Parse arguments, set up logging and threads; return the args and the merged stage settings."""
+    """Parse arguments, set up logging and the compute settings; return the args and the stage settings."""
     args = parse_args(parser, job, argv)
     setup_logging()
-    set_threads(args.threads)
     if args.settings is not None:
         settings = json.loads(args.settings)
     else:
@@ -82,23 +115,23 @@ def parse_stage_args(parser: argparse.ArgumentParser, job=None, argv=None) -> tu
         settings = {}
         for section in args.sections:
             settings.update(stage_settings(config, args.experiment, section))
+    compute = {**section_defaults("compute"), **settings.get("compute", {})}
     if args.compute is not None:
-        settings["compute"] = json.loads(args.compute)
-    settings.setdefault("compute", section_defaults("compute"))
+        compute.update(json.loads(args.compute))
+    settings["compute"] = compute
     missing = [section for section in args.sections if section not in settings]
     if missing:
         parser.error(f"settings lack the section(s) {', '.join(missing)}")
+    switches = configure_compute(compute)
+    environment = job_environment()
+    _RUN_RECORD.clear()
+    _RUN_RECORD.update(code_version=args.code_version, compute=result_compute(compute), switches=switches,
+                       environment=environment)
+    log.info("job environment: %s", json.dumps(environment, sort_keys=True))
+    log.info("compute switches: %s", json.dumps(switches, sort_keys=True))
     return args, settings
 
 
-def workflow_settings(config: dict, experiment: str, *sections: str) -> str:
-    """JSON settings of one experiment's stage, for a rule's params (a change reruns the rule).
-
-    The compute section (device, workers, threads) is left out: it does not change results, so the
-    rules pass it separately with --compute and changing it reruns nothing.
-    """
-    settings = {}
-    for section in sections:
-        settings.update(stage_settings(config, experiment, section))
-    settings.pop("compute")
-    return json.dumps(settings, sort_keys=True)
+def run_record() -> dict:
+    """What produced this stage's outputs: code version, compute settings and switches, where it ran."""
+    return dict(_RUN_RECORD)

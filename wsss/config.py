@@ -1,8 +1,13 @@
-"""Configuration: load, validate against config/schema.yaml (filling defaults), resolve experiments."""
+"""Configuration: load, validate against config/schema.yaml (filling defaults), resolve experiments.
+
+`python -m wsss.config FILE...` checks config files as the workflow will (a missing file, a YAML
+syntax error with its line and column, a key against the schema), before Snakemake reads them.
+"""
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -13,12 +18,15 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 STAGE_SECTIONS = ("classifier", "cam", "crf", "pseudo_labels", "segmentation")
+# compute settings that change a stage's numbers (loader_workers does not: augmentation is seeded per sample)
+RESULT_COMPUTE_KEYS = ("device", "threads", "deterministic")
 
 
 class ConfigError(ValueError):
     """A configuration that does not follow the schema; the message names the key."""
 
 
+@functools.lru_cache(maxsize=None)
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
     with open(path) as handle:
         return yaml.safe_load(handle)
@@ -51,6 +59,8 @@ def validate_config(config: dict, source: str = "config") -> dict:
     if errors:
         lines = [f"  {_key_path(error)}: {error.message}" for error in errors]
         raise ConfigError(f"{source} does not follow {SCHEMA_PATH.name}:\n" + "\n".join(lines))
+    _complete_resources(config)
+    _check_ranges(config, source)
     if config["pretrain"]["images"] > 0:
         if config["dataset"]["source"] != "synthetic":
             raise ConfigError(f"{source}: pretrain.images > 0 needs dataset.source synthetic (real data starts "
@@ -61,18 +71,48 @@ def validate_config(config: dict, source: str = "config") -> dict:
     return config
 
 
+def _complete_resources(config: dict) -> None:
+    """A stage's resources given in part take the rest from the stage's default."""
+    stages = load_schema()["properties"]["resources"]["properties"]
+    for stage, value in config["resources"].items():
+        if isinstance(value, dict):
+            config["resources"][stage] = {**stages[stage]["default"], **value}
+
+
+def _check_ranges(config: dict, source: str) -> None:
+    """What the schema cannot say: a (low, high) range must not be reversed."""
+    for section in ("classifier", "segmentation"):
+        low, high = config[section]["scale_range"]
+        if low > high:
+            raise ConfigError(f"{source}: {section}.scale_range [{low}, {high}] is reversed: give [low, high]")
+
+
 def section_defaults(section: str) -> dict:
     """The schema's defaults of one top-level section."""
     return validate_config({"dataset": {"name": "defaults", "root": "."}})[section]
 
 
-def load_config(path: str | Path) -> dict:
+def read_config_file(path: str | Path) -> dict:
+    """A config file's YAML as a dict; a missing file or a syntax error is a ConfigError naming file and line."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    with open(path) as handle:
-        config = yaml.safe_load(handle) or {}
-    return validate_config(config, source=str(path))
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config file holds keys at the top level, not a {type(config).__name__}")
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    return validate_config(read_config_file(path), source=str(path))
 
 
 def experiments_to_run(config: dict) -> list[str]:
@@ -110,6 +150,11 @@ def resolve_experiment(config: dict, experiment: str) -> dict:
     return resolved
 
 
+def result_compute(compute: dict) -> dict:
+    """The compute settings that change a stage's numbers (part of its settings: a change reruns it)."""
+    return {key: compute[key] for key in RESULT_COMPUTE_KEYS}
+
+
 def stage_settings(config: dict, experiment: str, section: str) -> dict:
     """One section of a resolved experiment plus what every stage needs (seed, compute, experiment)."""
     resolved = resolve_experiment(config, experiment)
@@ -121,3 +166,27 @@ def derive_seed(seed: int, *names: Any) -> int:
     """A seed for one consumer (stage, experiment, epoch ...) derived from the one config seed."""
     text = json.dumps([seed, *[str(name) for name in names]])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m wsss.config", description="Check config files against the "
+                                     "schema, as the workflow will.")
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    failed = 0
+    for path in args.files:
+        try:
+            config = load_config(path)
+            for experiment in experiments_to_run(config):
+                resolve_experiment(config, experiment)
+            print(f"{path}: valid ({len(config['experiments'])} experiments)")
+        except ConfigError as error:
+            print(error)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,14 +26,36 @@ def rank() -> int:
 
 
 def init_from_environment() -> bool:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); return whether we did."""
+    """Join the process group torchrun describes (WORLD_SIZE > 1); return whether we did.
+
+    Each rank takes the GPU of its local rank (LOCAL_RANK, set by torchrun), never CUDA_VISIBLE_DEVICES.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return is_distributed()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(f"process {local_rank} of {os.environ['WORLD_SIZE']} has no GPU: "
+                               f"{torch.cuda.device_count()} visible")
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return True
+
+
+def wrap_distributed(model: torch.nn.Module, device: torch.device, find_unused_parameters: bool = False,
+                     sync_batchnorm: bool = True):
+    """DistributedDataParallel around `model`; trained BatchNorm synchronised across GPUs (on the CPU, where
+    SyncBatchNorm does not run, each process keeps its own statistics).
+
+    `find_unused_parameters`: for a network with layers that sit out some steps (RCA's aggregation
+    before the first k-means); it costs a graph traversal per step, so only when needed.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    if sync_batchnorm and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=find_unused_parameters)
 
 
 def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from .cam_store import read_cam_entry
-from .data.voc import IGNORE_INDEX, VOCLayout, read_label_png
+from .artifacts import ArtifactError
+from .cam_store import open_hdf5, read_cam_entry
+from .data.voc import IGNORE_INDEX, VOCLayout, open_layout, read_label_png
 from .metrics import confusion_matrix, summarise
 from .pseudo_labels import read_label_index, seed_label
 from .runtime import progress
 
 
-def evaluate_cams(cams_path: str | Path, dataset_root: str | Path, split: str, thresholds: list[float]) -> dict:
+def evaluate_cams(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str, thresholds: list[float]) -> dict:
     """mIoU of CAM seeds at every background threshold; the best threshold's full metrics."""
-    layout = VOCLayout(dataset_root)
+    layout = open_layout(dataset)
     num_classes = len(layout.class_names)
     names = layout.names(split)
     confusions = np.zeros((len(thresholds), num_classes, num_classes), np.int64)
-    with h5py.File(cams_path, "r") as handle:
+    with open_hdf5(cams_path) as handle:
         for name in progress(names, desc="evaluating CAM seeds"):
             cams, tags = read_cam_entry(handle, name)
-            truth = read_label_png(layout.label_path(name))
+            truth = layout.read_mask(name)
+            if cams.shape[1:] != truth.shape:
+                raise ArtifactError(f"CAMs of {name} in {cams_path} are {cams.shape[1:]}, its mask "
+                                    f"{layout.label_path(name)} {truth.shape}")
             for index, threshold in enumerate(thresholds):
                 confusions[index] += confusion_matrix(truth, seed_label(cams, tags, threshold), num_classes)
     sweep = [{"threshold": t, "miou": summarise(c, layout.class_names)["miou"]} for t, c in zip(thresholds, confusions)]
@@ -32,25 +35,23 @@ def evaluate_cams(cams_path: str | Path, dataset_root: str | Path, split: str, t
             "sweep": sweep, **summarise(confusions[best], layout.class_names)}
 
 
-def evaluate_label_maps(label_paths: dict[str, Path], dataset_root: str | Path, split: str, stage: str) -> dict:
+def evaluate_label_maps(label_paths: dict[str, Path], dataset: str | Path | VOCLayout, split: str, stage: str) -> dict:
     """mIoU of label maps (pseudo labels or predictions); 255 predictions count as background.
 
     Also reports the fraction of ignored pixels and the mIoU over labelled pixels only (precision view).
     """
-    layout = VOCLayout(dataset_root)
+    layout = open_layout(dataset)
     num_classes = len(layout.class_names)
     names = layout.names(split)
     missing = [name for name in names if name not in label_paths]
     if missing:
-        raise FileNotFoundError(f"no label map for {len(missing)} images of split {split!r}, e.g. {missing[0]}")
+        raise ArtifactError(f"no label map for {len(missing)} images of split {split!r}, e.g. {missing[0]}")
     confusion = np.zeros((num_classes, num_classes), np.int64)
     labelled_confusion = np.zeros_like(confusion)
     ignored = total = 0
     for name in progress(names, desc=f"evaluating {stage}"):
-        truth = read_label_png(layout.label_path(name))
-        prediction = read_label_png(label_paths[name])
-        if prediction.shape != truth.shape:
-            raise ValueError(f"{label_paths[name]}: size {prediction.shape} differs from the truth {truth.shape}")
+        truth = layout.read_mask(name)
+        prediction = read_label_png(label_paths[name], truth.shape, num_classes)
         confusion += confusion_matrix(truth, prediction, num_classes)
         labelled = prediction != IGNORE_INDEX
         labelled_confusion += confusion_matrix(truth[labelled], prediction[labelled], num_classes)
@@ -61,5 +62,5 @@ def evaluate_label_maps(label_paths: dict[str, Path], dataset_root: str | Path, 
             "labelled_miou": summarise(labelled_confusion, layout.class_names)["miou"]}
 
 
-def evaluate_pseudo_labels(index_path: str | Path, dataset_root: str | Path, split: str) -> dict:
-    return evaluate_label_maps(read_label_index(index_path), dataset_root, split, "pseudo_label")
+def evaluate_pseudo_labels(index_path: str | Path, dataset: str | Path | VOCLayout, split: str) -> dict:
+    return evaluate_label_maps(read_label_index(index_path), dataset, split, "pseudo_label")

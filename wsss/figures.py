@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .cam_store import read_cam_entry  # noqa: E402
-from .data.voc import VOCLayout, atomic_path, read_image, read_label_png, voc_palette  # noqa: E402
+from .artifacts import atomic_file  # noqa: E402
+from .cam_store import open_hdf5, read_cam_entry  # noqa: E402
+from .data.voc import VOCLayout, open_layout, read_label_png, voc_palette  # noqa: E402
 
 PALETTE = voc_palette()
 
 
 def _save(figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path).with_suffix(".png")
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path) as temporary:
+            figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
 
 
 def plot_curves(records: list[dict], x_key: str, y_keys: list[str], title: str, path: str | Path) -> None:
@@ -55,18 +53,18 @@ def colourise(label: np.ndarray) -> np.ndarray:
     return PALETTE[label]
 
 
-def cam_overlays(cams_path: str | Path, dataset_root: str | Path, names: list[str], path: str | Path) -> None:
+def cam_overlays(cams_path: str | Path, dataset: str | Path | VOCLayout, names: list[str], path: str | Path) -> None:
     """Per image: the image, the truth, and each tagged class's CAM over the image."""
-    layout = VOCLayout(dataset_root)
-    with h5py.File(cams_path, "r") as handle:
+    layout = open_layout(dataset)
+    with open_hdf5(cams_path) as handle:
         entries = [(name, *read_cam_entry(handle, name)) for name in names]
     columns = 2 + max((len(tags) for _, _, tags in entries), default=1)
     figure, axes = plt.subplots(len(entries), columns, figsize=(2 * columns, 2 * len(entries)), squeeze=False)
     for row, (name, cams, tags) in zip(axes, entries):
-        image = read_image(layout.image_path(name))
+        image = layout.read_image(name)
         row[0].imshow(image)
         row[0].set_title(name, fontsize=7)
-        row[1].imshow(colourise(read_label_png(layout.label_path(name))))
+        row[1].imshow(colourise(layout.read_mask(name)))
         row[1].set_title("truth", fontsize=7)
         for axis, cam, tag in zip(row[2:], cams, tags):
             axis.imshow(image)
@@ -77,16 +75,16 @@ def cam_overlays(cams_path: str | Path, dataset_root: str | Path, names: list[st
     _save(figure, path)
 
 
-def label_grid(dataset_root: str | Path, columns: dict[str, dict[str, Path]], names: list[str],
+def label_grid(dataset: str | Path | VOCLayout, columns: dict[str, dict[str, Path]], names: list[str],
                path: str | Path) -> None:
     """Per image: the image, the truth and one column per labelling (e.g. pseudo labels, predictions)."""
-    layout = VOCLayout(dataset_root)
+    layout = open_layout(dataset)
     width = 2 + len(columns)
     figure, axes = plt.subplots(len(names), width, figsize=(2 * width, 2 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
-        row[0].imshow(read_image(layout.image_path(name)))
+        row[0].imshow(layout.read_image(name))
         row[0].set_title(name, fontsize=7)
-        row[1].imshow(colourise(read_label_png(layout.label_path(name))))
+        row[1].imshow(colourise(layout.read_mask(name)))
         row[1].set_title("truth", fontsize=7)
         for axis, (title, paths) in zip(row[2:], columns.items()):
             axis.imshow(colourise(read_label_png(paths[name])))

@@ -7,46 +7,21 @@ a few hundred images, RCA's modules instead start on features that do not yet te
 apart. With `pretrain.images` > 0 the workflow first trains the plain classifier on the tags of a
 separately generated set (same generator options, its seed derived from the config seed, no image
 shared with the training split) and every experiment, the baseline included, starts from its
-backbone. Only image-level tags are used, as in the rest of the pipeline.
+backbone. Only image-level tags are used, as in the rest of the pipeline. The settings of both steps
+(torch-free, for the rules) are in `rules.py`.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 
-from .config import deep_merge, derive_seed
+from .artifacts import save_torch
+from .data.voc import VOCLayout
 from .distributed import rank
-from .runtime import log, save_torch
+from .runtime import log
 from .train_classifier import train_classifier
-
-PRETRAIN_EXPERIMENT = "pretrain"
-
-
-def pretrain_enabled(config: dict) -> bool:
-    return config["pretrain"]["images"] > 0
-
-
-def pretrain_dataset_settings(config: dict) -> dict:
-    """Settings of the pretraining set's generation: one train split, the dataset's options, its own seed."""
-    dataset = copy.deepcopy(config["dataset"])
-    dataset["synthetic"]["splits"] = {"train": config["pretrain"]["images"]}
-    return {"seed": derive_seed(config["seed"], PRETRAIN_EXPERIMENT, "dataset"), "experiment": PRETRAIN_EXPERIMENT,
-            "dataset": dataset}
-
-
-def pretrain_classifier_settings(config: dict) -> dict:
-    """Settings of the pretraining run: the shared classifier section, plain (no RCA, no OAA), from random
-    weights, every layer at the pretraining LR."""
-    pretrain = config["pretrain"]
-    overrides = {"epochs": pretrain["epochs"], "batch_size": pretrain["batch_size"], "lr": pretrain["lr"],
-                 "lr_milestones": pretrain["lr_milestones"], "new_layer_lr_mult": 1.0, "warmup_epochs": 0,
-                 "accumulate_cams": False, "backbone": {"weights": None},
-                 "rca": {"contrast": False, "aggregation": False}}
-    return {"seed": derive_seed(config["seed"], PRETRAIN_EXPERIMENT, "classifier"), "experiment": PRETRAIN_EXPERIMENT,
-            "classifier": deep_merge(config["classifier"], overrides)}
 
 
 def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -55,10 +30,10 @@ def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             for name, tensor in model.state_dict().items() if name.startswith("backbone.")}
 
 
-def pretrain_backbone(dataset_root: str | Path, settings: dict, backbone_path: str | Path, model_path: str | Path,
-                      history_path: str | Path, checkpoint_dir: str | Path) -> dict:
+def pretrain_backbone(dataset: str | Path | VOCLayout, settings: dict, backbone_path: str | Path,
+                      model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path) -> dict:
     """Train the plain classifier on the pretraining set (resumable) and write its backbone's weights."""
-    result = train_classifier(dataset_root, "train", settings, model_path, history_path, checkpoint_dir)
+    result = train_classifier(dataset, "train", settings, model_path, history_path, checkpoint_dir)
     if rank() != 0:
         return result
     state = backbone_state(result["model"])

@@ -1,6 +1,10 @@
 """Stage: CAM seeds and dense-CRF pseudo labels (palette PNGs, 255 = ignore), using every core of the job.
 
-Labels are 0 = background and 1 + c for 0-based foreground class c, as in the VOC masks.
+Labels are 0 = background and 1 + c for 0-based foreground class c, as in the VOC masks. A shard is a
+folder of PNGs with `labels.sha256` (sha256sum's format) listing them; it appears whole. A label
+index ("NAME PATH SHA256" lines) gathers the shards for DeepLab-v2; whoever reads labels through it
+checks each file's hash, and a pseudo-label shard found changed (a PNG deleted or replaced) is
+removed so that the next run recomputes it.
 """
 
 from __future__ import annotations
@@ -9,13 +13,13 @@ import multiprocessing
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from .cam_store import read_cam_entry
+from .artifacts import ArtifactError, atomic_directory, file_sha256, invalidate, write_lines
+from .cam_store import open_hdf5, read_cam_entry
 from .crf import dense_crf
+from .data.voc import IGNORE_INDEX, VOCLayout, open_layout, shard_names, write_label_png
 from .runtime import progress
-from .data.voc import IGNORE_INDEX, VOCLayout, atomic_path, read_grey, read_image, shard_names, write_label_png, write_lines
 
 
 def label_of_channels(tags: list[int]) -> np.ndarray:
@@ -74,80 +78,104 @@ def saliency_label(image: np.ndarray, cams: np.ndarray, tags: list[int], salienc
 
 # --- sharded, multi-process driver -------------------------------------------------------------------
 
+SHARD_LIST = "labels.sha256"
 _WORKER: dict = {}
 
 
-def _init_worker(cams_path: str, dataset_root: str, settings: dict, crf_settings: dict, out_dir: str) -> None:
-    _WORKER.update(handle=h5py.File(cams_path, "r"), layout=VOCLayout(dataset_root), settings=settings,
-                   crf=crf_settings, out_dir=Path(out_dir))
+def _init_worker(cams_path: str, layout: VOCLayout, settings: dict, crf_settings: dict, out_dir: str) -> None:
+    _WORKER.update(handle=open_hdf5(cams_path), layout=layout, settings=settings, crf=crf_settings,
+                   out_dir=Path(out_dir))
 
 
-def _label_one(name: str) -> str:
+def _label_one(name: str) -> tuple[str, str]:
+    """Make and write one image's pseudo label; return its name and the PNG's sha256."""
     cams, tags = read_cam_entry(_WORKER["handle"], name)
     layout, settings = _WORKER["layout"], _WORKER["settings"]
-    image = read_image(layout.image_path(name))
+    image = layout.read_image(name)
     if cams.shape[1:] != image.shape[:2]:
-        raise ValueError(f"CAMs of {name} are {cams.shape[1:]}, its image {image.shape[:2]}")
+        raise ArtifactError(f"CAMs of {name} in {_WORKER['handle'].filename} are {cams.shape[1:]}, its image "
+                            f"{image.shape[:2]}")
     if settings["mode"] == "saliency":
-        saliency_path = layout.saliency_path(name)
-        if not saliency_path.exists():
-            raise FileNotFoundError(f"pseudo_labels.mode is 'saliency' but {saliency_path} does not exist")
-        label = saliency_label(image, cams, tags, read_grey(saliency_path), settings, _WORKER["crf"])
+        label = saliency_label(image, cams, tags, layout.read_saliency(name), settings, _WORKER["crf"])
     else:
         label = crf_label(image, cams, tags, settings, _WORKER["crf"])
     path = _WORKER["out_dir"] / f"{name}.png"
-    write_label_png(path, label)
-    return name
+    write_label_png(path, label, atomic=False)
+    return name, file_sha256(path)
 
 
-def make_pseudo_labels(cams_path: str | Path, dataset_root: str | Path, split: str, settings: dict,
+def make_pseudo_labels(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str, settings: dict,
                        out_dir: str | Path, shard: int = 0, num_shards: int = 1, workers: int = 1) -> int:
     """Write the pseudo labels of one shard of a split into `out_dir` (appears whole or not at all)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        raise FileExistsError(f"{out_dir} exists already; remove it to recompute")
-    names = shard_names(VOCLayout(dataset_root).names(split), shard, num_shards)
-    tmp_dir = atomic_path(out_dir)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    init_args = (str(cams_path), str(dataset_root), settings["pseudo_labels"], settings["crf"], str(tmp_dir))
-    if workers > 1:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-            for _ in progress(pool.imap_unordered(_label_one, names, chunksize=4), total=len(names),
-                              desc=f"pseudo labels shard {shard}"):
-                pass
-    else:
-        _init_worker(*init_args)
-        for name in progress(names, desc=f"pseudo labels shard {shard}"):
-            _label_one(name)
-        _WORKER["handle"].close()
-    os.replace(tmp_dir, out_dir)
+    layout = open_layout(dataset)
+    names = shard_names(layout.names(split), shard, num_shards)
+    with atomic_directory(out_dir) as temporary:
+        init_args = (str(cams_path), layout, settings["pseudo_labels"], settings["crf"], str(temporary))
+        if workers > 1:
+            context = multiprocessing.get_context("fork")
+            with context.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
+                hashes = dict(progress(pool.imap_unordered(_label_one, names, chunksize=4), total=len(names),
+                                       desc=f"pseudo labels shard {shard}"))
+        else:
+            _init_worker(*init_args)
+            try:
+                hashes = dict(_label_one(name) for name in progress(names, desc=f"pseudo labels shard {shard}"))
+            finally:
+                _WORKER["handle"].close()
+        write_lines(temporary / SHARD_LIST, [f"{hashes[name]}  {name}.png" for name in names])
     return len(names)
 
 
-def write_index(label_paths: dict[str, Path], out_path: str | Path) -> int:
-    """Write a label index: "NAME path/to/label.png" a line, paths relative to the index."""
+def read_shard(shard_dir: str | Path) -> dict[str, tuple[Path, str]]:
+    """{name: (PNG path, sha256)} of a pseudo-label shard, checked against its list; a shard whose PNGs
+    were removed or changed is removed (the next run recomputes it) and ArtifactError raised."""
+    shard_dir = Path(shard_dir)
+    listing = shard_dir / SHARD_LIST
+    if not listing.is_file():
+        raise invalidate(shard_dir, f"pseudo-label shard without its list {SHARD_LIST}")
+    labels = {}
+    for line in listing.read_text().splitlines():
+        digest, filename = line.split("  ", 1)
+        path = shard_dir / filename
+        if not path.is_file() or file_sha256(path) != digest:
+            state = "was removed" if not path.is_file() else "changed"
+            raise invalidate(shard_dir, f"pseudo label {path} {state} after the shard was written")
+        labels[Path(filename).stem] = (path, digest)
+    return labels
+
+
+def write_index(labels: dict[str, tuple[Path, str]], out_path: str | Path) -> int:
+    """Write a label index: "NAME PATH SHA256" a line, paths relative to the index."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_lines(out_path, [f"{name} {os.path.relpath(Path(path).resolve(), out_path.parent.resolve())}"
-                           for name, path in label_paths.items()])
-    return len(label_paths)
+    base = out_path.parent.resolve()
+    write_lines(out_path, [f"{name} {os.path.relpath(Path(path).resolve(), base)} {digest}"
+                           for name, (path, digest) in labels.items()])
+    return len(labels)
 
 
 def write_label_index(shard_dirs: list[str | Path], out_path: str | Path) -> int:
-    """Gather the pseudo-label shard directories into one index."""
-    return write_index({png.stem: png for shard_dir in shard_dirs for png in sorted(Path(shard_dir).glob("*.png"))},
+    """Gather the pseudo-label shard directories into one index (each shard checked)."""
+    return write_index({name: entry for shard_dir in shard_dirs for name, entry in read_shard(shard_dir).items()},
                        out_path)
 
 
-def read_label_index(path: str | Path) -> dict[str, Path]:
-    """{name: label PNG path} from an index written by `write_label_index`."""
+def read_label_index(path: str | Path, verify: bool = True) -> dict[str, Path]:
+    """{name: label PNG path} from a label index; with `verify`, each file's hash is checked (a changed
+    pseudo-label shard is removed for the next run to recompute)."""
     path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"label index {path} does not exist")
     index = {}
-    with open(path) as handle:
-        for line_number, line in enumerate(handle, 1):
-            fields = line.split()
-            if len(fields) != 2:
-                raise ValueError(f"{path}:{line_number}: expected 'NAME PATH', got {line.strip()!r}")
-            index[fields[0]] = path.parent / fields[1]
+    for line_number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split()
+        if len(fields) != 3:
+            raise ArtifactError(f"{path}:{line_number}: expected 'NAME PATH SHA256', got {line.strip()!r}")
+        name, label_path, digest = fields[0], path.parent / fields[1], fields[2]
+        if verify and (not label_path.is_file() or file_sha256(label_path) != digest):
+            state = "does not exist" if not label_path.is_file() else "changed"
+            if (label_path.parent / SHARD_LIST).is_file():
+                raise invalidate(label_path.parent, f"pseudo label {label_path} {state} after the shard was written")
+            raise ArtifactError(f"{label_path} (listed in {path}) {state} since the index was written")
+        index[name] = label_path
     return index

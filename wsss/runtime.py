@@ -1,20 +1,24 @@
-"""What every stage needs at run time: the device, seeding, thread counts, atomic saves, logging."""
+"""What every stage needs at run time: the device, the compute settings (threads, deterministic mode),
+seeding, logging and progress bars."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
+import socket
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data.voc import atomic_path
-
 log = logging.getLogger("wsss")
+
+# cuBLAS needs a fixed workspace to be deterministic; read when CUDA starts, so set before any CUDA call
+CUBLAS_WORKSPACE = ":4096:8"
+# what a job's log shows of where it ran (SLURM sets these in a job step)
+JOB_ENVIRONMENT = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_CPUS_PER_TASK", "SLURM_GPUS_ON_NODE",
+                   "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES", "LOCAL_RANK", "WORLD_SIZE")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -22,48 +26,62 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """CUDA when asked for or, with "auto", when present; the CPU otherwise."""
+    """CUDA when asked for or, with "auto", when present; the CPU otherwise. Under torchrun each rank takes
+    the GPU of its local rank (never CUDA_VISIBLE_DEVICES, which some clusters do not set)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"compute.device is {name!r} but no CUDA device is available")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"compute.device is {name!r} but no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
 
 
-def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(max(1, int(threads)))
+def configure_compute(compute: dict) -> dict:
+    """Apply the compute settings to this process; return the switches as torch reports them.
+
+    `threads` fixes torch's thread count (CPU results depend on it). `deterministic` turns on
+    torch.use_deterministic_algorithms (an op without a deterministic implementation then raises
+    instead of varying from run to run), cuDNN's deterministic kernels without benchmarking, TF32
+    off and cuBLAS's fixed workspace; off, cuDNN benchmarks its kernels and TF32 is allowed.
+    """
+    torch.set_num_threads(int(compute["threads"]))
+    deterministic = bool(compute["deterministic"])
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cuda.matmul.allow_tf32 = not deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
+    return compute_switches()
+
+
+def compute_switches() -> dict:
+    """The switches that decide whether this process computes reproducibly, as torch reports them."""
+    return {"threads": torch.get_num_threads(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
+
+
+def job_environment() -> dict:
+    """Where this job runs: host, torch version, CUDA devices and the scheduler's variables."""
+    environment = {"host": socket.gethostname(), "torch": torch.__version__,
+                   "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0}
+    environment.update({name: os.environ[name] for name in JOB_ENVIRONMENT if name in os.environ})
+    return environment
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def save_torch(obj, path: str | Path) -> None:
-    """torch.save that never leaves a half-written file at `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def save_json(obj, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
-    with open(tmp, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(tmp, path)
-
-
-def load_json(path: str | Path):
-    with open(path) as handle:
-        return json.load(handle)
 
 
 def progress(iterable, **kwargs):

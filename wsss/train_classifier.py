@@ -2,7 +2,8 @@
 
 Resume: after every epoch a checkpoint goes to `checkpoint_dir/last.pt` (beside, not as, the output),
 and each epoch's order and augmentation are a function of (seed, epoch), so a run resumed after a
-kill gives the same model.
+kill gives the same model. The checkpoint is resumed only by a run of the same fingerprint
+(`checkpoint.py`) and removed once the model is written.
 """
 
 from __future__ import annotations
@@ -15,15 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .artifacts import save_torch, write_json
 from .cam_store import CamWriter, cam_names, read_cams
-from .checkpoint import fingerprint, load_checkpoint, load_trained_model, save_checkpoint
-from .config import derive_seed
+from .checkpoint import load_checkpoint, load_trained_model, remove_checkpoints, save_checkpoint, weights_sha256
+from .cli import run_record
+from .code_version import code_version
+from .config import derive_seed, result_compute
 from .data.datasets import ClassificationDataset, seeded_batches
-from .data.voc import VOCLayout
-from .distributed import all_gather_rows, all_reduce_sum, init_from_environment, rank, world_size
+from .data.voc import VOCLayout, open_layout
+from .distributed import (all_gather_rows, all_reduce_sum, init_from_environment, rank, world_size,
+                          wrap_distributed)
+from .guards import FiniteGuard
 from .models.classifier import CAMClassifier, build_classifier
+from .models.ops import select_rows
 from .models.rca import kmeans, region_embeddings, semantic_contrast_loss
-from .runtime import log, progress, save_json, save_torch, seed_everything, select_device
+from .runtime import log, progress, seed_everything, select_device
 
 
 def lr_factor(epoch: int, settings: dict) -> float:
@@ -57,15 +64,16 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
     """
     regions = region_embeddings(out["embeddings"], out["coarse_cams"])  # (B, C, D)
     images, classes = targets.nonzero(as_tuple=True)
+    tagged = select_rows(regions.flatten(0, 1), images * regions.shape[1] + classes)  # regions[images, classes]
     contrast = None
     if model.uses_contrast and epoch >= rca["contrast_start_epoch"]:
         num_images = all_reduce_sum(float(len(torch.unique(images))), targets.device)
         region_seeds = [(int(sample_seeds[i]), int(c), epoch) for i, c in zip(images.tolist(), classes.tolist())]
-        contrast = semantic_contrast_loss(regions[images, classes], classes, images, model.bank,
-                                          rca["temperature"], rca["mixup_beta"], region_seeds, num_images=num_images)
+        contrast = semantic_contrast_loss(tagged, classes, images, model.bank, rca["temperature"], rca["mixup_beta"],
+                                          region_seeds, num_images=num_images)
         contrast = contrast * world_size()  # DDP averages gradients over ranks; undo it for a global mean
     confident = torch.sigmoid(out["logits"].detach())[images, classes] > rca["bank_confidence"]
-    new_entries = all_gather_rows(regions[images[confident], classes[confident]].detach())
+    new_entries = all_gather_rows(tagged[confident].detach())
     new_classes = all_gather_rows(classes[confident])
     model.bank.update(new_entries, new_classes)
     return contrast
@@ -106,31 +114,39 @@ def refresh_centroids(model: CAMClassifier, rca: dict, seed: int) -> None:
     model.aggregation.set_centroids(torch.cat(centroids).to(model.bank.entries.device))
 
 
-def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict, network=None) -> dict:
+def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict, guard: FiniteGuard,
+                    network=None) -> dict:
     """One pass; `network` is the DDP wrapper of `model` in a multi-process run (forward goes through it)."""
     network = network or model
     network.train()
     rca = settings["rca"]
     total_loss = total_contrast = 0.0
     correct = seen_tags = images = 0
-    for batch_images, targets, sample_seeds in progress(loader, desc=f"classifier epoch {epoch}", leave=False):
-        batch_images, targets = batch_images.to(device), targets.to(device)
+    for step, (batch_images, targets, sample_seeds) in enumerate(progress(loader, desc=f"classifier epoch {epoch}",
+                                                                          leave=False)):
+        batch_images = batch_images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
         out = network(batch_images)
         loss = F.multilabel_soft_margin_loss(out["logits"], targets)
         if model.uses_aggregation:
             loss = loss + rca["coarse_weight"] * F.multilabel_soft_margin_loss(out["coarse_logits"], targets)
+        contrast = None
         if model.bank is not None:
             contrast = rca_step(model, out, targets, sample_seeds, rca, epoch)
             if contrast is not None:
                 loss = loss + rca["contrast_weight"] * contrast
-                total_contrast += contrast.item() * len(batch_images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        loss_value = guard.check(loss, model.parameters(), f"epoch {epoch} step {step}")
         optimizer.step()
-        total_loss += loss.item() * len(batch_images)
+        total_loss += loss_value * len(batch_images)
+        if contrast is not None:
+            total_contrast += float(contrast.detach()) * len(batch_images)
         correct += int(((out["logits"] > 0).float() == targets).sum())
         seen_tags += targets.numel()
         images += len(batch_images)
+    totals = [all_reduce_sum(value, device) for value in (total_loss, total_contrast, correct, seen_tags, images)]
+    total_loss, total_contrast, correct, seen_tags, images = totals  # over every process
     return {"epoch": epoch, "loss": total_loss / images, "contrast_loss": total_contrast / images,
             "tag_accuracy": correct / seen_tags}
 
@@ -163,7 +179,7 @@ def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumu
 
 
 def write_accumulated(accumulated: dict[str, np.ndarray], tags: dict[str, list[int]], path: str | Path) -> None:
-    with CamWriter(path) as writer:
+    with CamWriter(path, expected_names=list(accumulated)) as writer:
         for name, maps in accumulated.items():
             writer.write(name, maps, tags[name])
 
@@ -183,7 +199,17 @@ def init_classifier(train_settings: dict, seed: int, num_classes: int) -> CAMCla
     return build_classifier(train_settings, num_classes)
 
 
-def train_classifier(dataset_root: str | Path, split: str, settings: dict, model_path: str | Path,
+def run_fingerprint(layout: VOCLayout, dataset: ClassificationDataset, settings: dict, device: torch.device) -> dict:
+    """Everything a classifier run's result depends on (what a checkpoint must match to be resumed)."""
+    train_settings = settings["classifier"]
+    return {"settings": train_settings, "seed": settings["seed"], "experiment": settings["experiment"],
+            "tags": dataset.tags, "dataset": layout.content_id(dataset.names),
+            "starting_weights": weights_sha256(train_settings["backbone"]["weights"]),
+            "code": code_version(__name__), "compute": result_compute(settings["compute"]),
+            "device": device.type, "processes": world_size()}
+
+
+def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict, model_path: str | Path,
                      history_path: str | Path, checkpoint_dir: str | Path,
                      accumulated_path: str | Path | None = None) -> dict:
     """Train (or resume) the classifier; write the final model and the per-epoch history.
@@ -194,27 +220,26 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
     seed, experiment = settings["seed"], settings["experiment"]
     distributed = init_from_environment()  # under torchrun: one process per GPU
     device = select_device(settings["compute"]["device"])
-    if distributed and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
     is_main = rank() == 0
     if train_settings["batch_size"] % world_size():
         raise ValueError(f"classifier.batch_size {train_settings['batch_size']} must be a multiple of the "
                          f"{world_size()} processes (it is the global batch)")
-    layout = VOCLayout(dataset_root)
+    layout = open_layout(dataset)
     dataset = ClassificationDataset(layout, split, train_settings["input_size"], train_settings["scale_range"],
                                     train_settings["color_jitter"])
     model = init_classifier(train_settings, seed, layout.num_foreground).to(device)
     optimizer = make_optimizer(model, train_settings)
-    network = wrap_distributed(model, device) if distributed else model
+    network = wrap_distributed(model, device, find_unused_parameters=model.uses_aggregation) if distributed \
+        else model
 
     accumulating = train_settings["accumulate_cams"]
     if accumulating and accumulated_path is None:
         raise ValueError("classifier.accumulate_cams is on: give a path for the accumulated CAMs")
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
     accumulated_checkpoint = Path(checkpoint_dir) / "accumulated.h5"
-    run_fingerprint = fingerprint(train_settings, seed, experiment, dataset.tags, dataset_identity(layout))
+    fingerprint = run_fingerprint(layout, dataset, settings, device)
     history, start_epoch, accumulated = [], 0, {}
-    state = load_checkpoint(checkpoint_path, run_fingerprint, device)
+    state = load_checkpoint(checkpoint_path, fingerprint, device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -223,8 +248,9 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
             accumulated = read_accumulated(accumulated_checkpoint)
         log.info("resuming classifier from %s at epoch %d", checkpoint_path, start_epoch)
 
-    log.info("classifier: %d images, %d classes, device %s, %d epochs", len(dataset), layout.num_foreground,
-             device, train_settings["epochs"])
+    log.info("classifier: %d images, %d classes, device %s, %d epochs, %d process(es)", len(dataset),
+             layout.num_foreground, device, train_settings["epochs"], world_size())
+    guard = FiniteGuard(f"classifier training ({experiment})", str(checkpoint_path))
     if model.uses_aggregation:
         needed = regions_needed(dataset.tags, layout.num_foreground, train_settings["rca"])
     for epoch in range(start_epoch, train_settings["epochs"]):
@@ -244,7 +270,7 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
                 log.info("epoch %d: aggregation waits, bank entries per class %s (needed %s)", epoch,
                          model.bank.filled.sum(1).tolist(), list(needed.values()))
         started = time.time()
-        record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings, network)
+        record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings, guard, network)
         record.update(lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - started, 2))
         if model.uses_aggregation:
             record["aggregation"] = aggregating
@@ -258,32 +284,18 @@ def train_classifier(dataset_root: str | Path, split: str, settings: dict, model
                             train_settings["batch_size"], device)
             write_accumulated(accumulated, dataset.tags, accumulated_checkpoint)  # before last.pt: kept in step
         save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "history": history}, checkpoint_path, run_fingerprint)
+                         "history": history}, checkpoint_path, fingerprint)
 
     if not is_main:
         return {"history": history, "model": model}
     save_torch({"model": model.state_dict(), "num_classes": layout.num_foreground, "settings": train_settings,
-                "class_names": layout.class_names}, model_path)
-    save_json({"experiment": experiment, "epochs": history}, history_path)
+                "class_names": list(layout.class_names), "fingerprint": fingerprint}, model_path)
+    write_json(history_path, {"experiment": experiment, "epochs": history, "run": run_record()})
     if accumulating:
         write_accumulated(accumulated, dataset.tags, accumulated_path)
+    remove_checkpoints(checkpoint_dir)
     return {"history": history, "model": model}
-
-
-def wrap_distributed(model: CAMClassifier, device: torch.device):
-    from torch.nn.parallel import DistributedDataParallel
-
-    # the aggregation's projection is unused until the first k-means: let DDP tolerate that
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   find_unused_parameters=True)
-
-
-def dataset_identity(layout: VOCLayout) -> str:
-    """What identifies a dataset's content: its generator record when it has one, else its root."""
-    record = layout.root / "dataset.json"
-    return record.read_text() if record.exists() else str(layout.root.resolve())
 
 
 def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
     return load_trained_model(model_path, device, build_classifier)
-

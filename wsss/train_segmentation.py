@@ -1,7 +1,13 @@
-"""Stage: train DeepLab-v2 on label maps (pseudo labels, or true masks for the oracle); predict and evaluate.
+"""Stage: train DeepLab-v2 on label maps (pseudo labels, or true masks for the oracle).
 
 Resume: every `checkpoint_every` iterations a checkpoint goes to `checkpoint_dir/last.pt`; the data
-order is a function of (seed, pass over the data), so a resumed run sees the same batches.
+order is a function of (seed, pass over the data), so a resumed run sees the same batches. The
+checkpoint is resumed only by a run of the same fingerprint (`checkpoint.py`) and removed once the
+model is written.
+
+Multi-GPU (torchrun): each process takes its share of every global batch; the loss is the sum over
+the labelled pixels of all processes divided by their total count, so the gradients DDP averages
+are those of one process on the whole batch.
 """
 
 from __future__ import annotations
@@ -9,18 +15,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .checkpoint import files_fingerprint, fingerprint, load_checkpoint, load_trained_model, save_checkpoint
-from .config import derive_seed
-from .data.datasets import (InferenceDataset, SegmentationDataset, collate_inference, image_sizes, seeded_batches,
-                            size_grouped_batches)
-from .data.voc import IGNORE_INDEX, VOCLayout, read_image, write_label_png
+from .artifacts import file_sha256, save_torch, write_json
+from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
+from .cli import run_record
+from .code_version import code_version
+from .config import derive_seed, result_compute
+from .data.datasets import SegmentationDataset, seeded_batches
+from .data.voc import IGNORE_INDEX, VOCLayout, open_layout
+from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
+from .guards import FiniteGuard
 from .models.deeplab import DeepLabV2, build_deeplab
-from .runtime import log, progress, save_json, save_torch, seed_everything, select_device
+from .models.ops import cross_entropy_sum, resize_bilinear
+from .runtime import log, progress, seed_everything, select_device
 
 
 def freeze_batchnorm(model: DeepLabV2) -> None:
@@ -48,18 +57,33 @@ def poly_factor(iteration: int, total: int, power: float) -> float:
 
 def batches_from(dataset, settings: dict, seed: int, start_iteration: int, loader_workers: int,
                  pin_memory: bool):
-    """Yield (iteration, batch) from start_iteration on; pass k over the data is a function of (seed, k)."""
+    """Yield (iteration, batch) from start_iteration on; pass k over the data is a function of (seed, k).
+
+    Under torchrun each process loads its share (every world_size-th item) of each global batch.
+    """
     batch_size = min(settings["batch_size"], len(dataset))
     per_pass = len(dataset) // batch_size
     data_pass, skip = divmod(start_iteration, per_pass)
     iteration = start_iteration
     while True:
         batches = seeded_batches(len(dataset), batch_size, derive_seed(seed, "segmentation", data_pass))
-        loader = DataLoader(dataset, batch_sampler=batches[skip:], num_workers=loader_workers, pin_memory=pin_memory)
+        batches = [batch[rank()::world_size()] for batch in batches[skip:]]
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=loader_workers, pin_memory=pin_memory)
         for batch in loader:
             yield iteration, batch
             iteration += 1
         data_pass, skip = data_pass + 1, 0
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the logits upsampled to the labels' size, over the labelled pixels of every process.
+
+    Deterministic on CUDA (matrix-product upsampling, one-hot picking). Multiplied by the number of
+    processes, because DDP averages the processes' gradients.
+    """
+    total, count = cross_entropy_sum(resize_bilinear(logits, labels.shape[1:]), labels, IGNORE_INDEX)
+    global_count = all_reduce_sum(float(count), logits.device)
+    return total * world_size() / max(global_count, 1.0)
 
 
 def init_deeplab(seg: dict, seed: int, num_classes: int):
@@ -68,26 +92,50 @@ def init_deeplab(seg: dict, seed: int, num_classes: int):
     return build_deeplab(seg, num_classes)
 
 
-def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], settings: dict, model_path: str | Path,
-                       history_path: str | Path, checkpoint_dir: str | Path) -> dict:
+def labels_sha256(label_paths: dict[str, Path]) -> str:
+    """One hash of the training labels: their names and contents."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(label_paths):
+        digest.update(f"{name}\0{file_sha256(label_paths[name])}\0".encode())
+    return digest.hexdigest()
+
+
+def run_fingerprint(layout: VOCLayout, label_paths: dict[str, Path], settings: dict, device: torch.device) -> dict:
+    """Everything a DeepLab run's result depends on (what a checkpoint must match to be resumed)."""
+    seg = settings["segmentation"]
+    return {"settings": seg, "seed": settings["seed"], "experiment": settings["experiment"],
+            "labels": labels_sha256(label_paths), "dataset": layout.content_id(sorted(label_paths)),
+            "starting_weights": weights_sha256(seg["backbone"]["weights"]), "code": code_version(__name__),
+            "compute": result_compute(settings["compute"]), "device": device.type, "processes": world_size()}
+
+
+def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, Path], settings: dict,
+                       model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path) -> dict:
     seg = settings["segmentation"]
     seed, experiment = settings["seed"], settings["experiment"]
+    distributed = init_from_environment()  # under torchrun: one process per GPU
     device = select_device(settings["compute"]["device"])
-    layout = VOCLayout(dataset_root)
+    is_main = rank() == 0
+    if min(seg["batch_size"], len(label_paths)) % world_size():
+        raise ValueError(f"segmentation.batch_size {seg['batch_size']} must be a multiple of the {world_size()} "
+                         f"processes (it is the global batch)")
+    layout = open_layout(dataset)
     num_classes = len(layout.class_names)
-    dataset = SegmentationDataset(layout, {name: str(path) for name, path in label_paths.items()},
-                                  seg["crop_size"], seg["scale_range"])
+    training_set = SegmentationDataset(layout, {name: str(path) for name, path in label_paths.items()},
+                                       seg["crop_size"], seg["scale_range"])
     model = init_deeplab(seg, seed, num_classes).to(device)
     model.train()
     if seg["freeze_batchnorm"]:
         freeze_batchnorm(model)  # before the optimizer, which takes only trainable parameters
     optimizer = make_optimizer(model, seg)
+    network = wrap_distributed(model, device, sync_batchnorm=not seg["freeze_batchnorm"]) if distributed else model
 
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
-    run_fingerprint = fingerprint(seg, seed, experiment, sorted(label_paths),
-                                  files_fingerprint(label_paths[name] for name in sorted(label_paths)))
+    fingerprint = run_fingerprint(layout, label_paths, settings, device)
     history, start = [], 0
-    state = load_checkpoint(checkpoint_path, run_fingerprint, device)
+    state = load_checkpoint(checkpoint_path, fingerprint, device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -95,22 +143,23 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
         log.info("resuming segmentation from %s at iteration %d", checkpoint_path, start)
 
     total = seg["iterations"]
-    log.info("DeepLab-v2: %d training images, %d iterations, device %s", len(dataset), total, device)
+    log.info("DeepLab-v2: %d training images, %d iterations, device %s, %d process(es)", len(training_set), total,
+             device, world_size())
+    guard = FiniteGuard(f"DeepLab-v2 training ({experiment})", str(checkpoint_path))
     running, window, started = 0.0, 0, time.time()
-    stream = batches_from(dataset, seg, seed, start, settings["compute"]["loader_workers"],
+    stream = batches_from(training_set, seg, seed, start, settings["compute"]["loader_workers"],
                           device.type == "cuda")
-    bar = progress(range(start, total), desc="DeepLab-v2", initial=start, total=total)
-    for _ in bar:
+    for _ in progress(range(start, total), desc="DeepLab-v2", initial=start, total=total):
         iteration, (images, labels) = next(stream)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * poly_factor(iteration, total, seg["poly_power"])
-        images, labels = images.to(device), labels.to(device)
-        logits = F.interpolate(model(images), size=labels.shape[1:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        loss = segmentation_loss(network(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        running += all_reduce_sum(guard.check(loss, model.parameters(), f"iteration {iteration}"), device) \
+            / world_size()
         optimizer.step()
-        running += loss.item()
         window += 1
         done = iteration + 1
         if done % seg["checkpoint_every"] == 0 or done == total:
@@ -118,43 +167,13 @@ def train_segmentation(dataset_root: str | Path, label_paths: dict[str, Path], s
                             "seconds": round(time.time() - started, 2)})
             log.info("iteration %d: loss %.4f", done, running / window)
             running, window, started = 0.0, 0, time.time()
-            save_checkpoint({"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "history": history}, checkpoint_path, run_fingerprint)
+            if is_main:
+                save_checkpoint({"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "history": history}, checkpoint_path, fingerprint)
 
-    save_torch({"model": model.state_dict(), "num_classes": num_classes, "settings": seg,
-                "class_names": layout.class_names}, model_path)
-    save_json({"experiment": experiment, "iterations": history}, history_path)
-    return {"history": history}
-
-
-def load_deeplab(model_path: str | Path, device: torch.device) -> DeepLabV2:
-    return load_trained_model(model_path, device, build_deeplab)
-
-
-@torch.no_grad()
-def predict(model_path: str | Path, dataset_root: str | Path, split: str, settings: dict, out_dir: str | Path,
-            crf_settings: dict | None = None, batch_size: int = 8) -> dict[str, Path]:
-    """Write a palette PNG prediction for every image of a split (CRF post-processing when given)."""
-    from .crf import dense_crf
-
-    device = select_device(settings["compute"]["device"])
-    layout = VOCLayout(dataset_root)
-    names = layout.names(split)
-    model = load_deeplab(model_path, device)
-    batches = size_grouped_batches(image_sizes(layout, names), batch_size)
-    loader = DataLoader(InferenceDataset(layout, names), batch_sampler=batches, collate_fn=collate_inference,
-                        num_workers=settings["compute"]["loader_workers"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for images, batch_names in progress(loader, desc=f"predicting {split}", total=len(batches)):
-        images = images.to(device)
-        logits = model(images) + model(images.flip(-1)).flip(-1)
-        probabilities = F.softmax(F.interpolate(logits, size=images.shape[2:], mode="bilinear",
-                                                align_corners=False), dim=1).cpu().numpy()
-        for probability, name in zip(probabilities, batch_names):
-            if crf_settings is not None:
-                probability = dense_crf(read_image(layout.image_path(name)), probability, crf_settings)
-            paths[name] = out_dir / f"{name}.png"
-            write_label_png(paths[name], probability.argmax(0).astype(np.uint8))
-    return paths
+    if is_main:
+        save_torch({"model": model.state_dict(), "num_classes": num_classes, "settings": seg,
+                    "class_names": list(layout.class_names), "fingerprint": fingerprint}, model_path)
+        write_json(history_path, {"experiment": experiment, "iterations": history, "run": run_record()})
+        remove_checkpoints(checkpoint_dir)
+    return {"history": history, "model": model}

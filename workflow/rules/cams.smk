@@ -5,6 +5,7 @@ rule extract_cams:
     input:
         model=f"{EXP}/classifier/model.pt",
         dataset=DATA_ROOT,
+        manifest=MANIFEST,
     output:
         out=f"{EXP}/cams/shard-{{shard}}-of-{{num_shards}}.h5",
     wildcard_constraints:
@@ -14,7 +15,10 @@ rule extract_cams:
         split=TRAIN_SPLIT,
         shard=lambda wildcards: wildcards.shard,
         num_shards=lambda wildcards: wildcards.num_shards,
-    threads: THREADS
+        code_version=code("extract_cams.py"),
+    threads: threads("cams")
+    resources:
+        **resources("cams"),
     log:
         f"{LOGS}/extract_cams-{{shard}}-of-{{num_shards}}.log",
     benchmark:
@@ -25,13 +29,16 @@ rule extract_cams:
         "../scripts/extract_cams.py"
 
 
-# cam.protocol accumulated: the shards come from the maps accumulated in training, not from inference.
+# cam.protocol accumulated: the shards come from the maps accumulated in training, not from inference (no GPU).
 use rule extract_cams as extract_accumulated_cams with:
     input:
         accumulated=f"{EXP}/classifier/accumulated_cams.h5",
         dataset=DATA_ROOT,
+        manifest=MANIFEST,
     wildcard_constraints:
         experiment=names_regex(OAA_CAMS),
+    resources:
+        **resources("cams", gpus=0),
 
 
 rule gather_cams:
@@ -39,6 +46,8 @@ rule gather_cams:
         shards=shard_paths(f"{RESULTS}/{{experiment}}/cams/shard-{{shard}}-of-{{num_shards}}.h5", "cam"),
     output:
         out=f"{EXP}/cams/cams.h5",
+    params:
+        code_version=code("gather_cams.py"),
     log:
         f"{LOGS}/gather_cams.log",
     conda:
@@ -51,6 +60,7 @@ rule evaluate_cams:
     input:
         cams=f"{EXP}/cams/cams.h5",
         dataset=DATA_ROOT,
+        manifest=MANIFEST,
     output:
         out=f"{EXP}/metrics/cam_{TRAIN_SPLIT}.json",
         sweep_figure=f"{EXP}/figures/cam_threshold_sweep.png",
@@ -58,6 +68,10 @@ rule evaluate_cams:
     params:
         settings=settings("cam"),
         split=TRAIN_SPLIT,
+        code_version=code("evaluate_cams.py"),
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
     log:
         f"{LOGS}/evaluate_cams.log",
     benchmark:

@@ -1,5 +1,6 @@
 # Classifier training on image tags. Checkpoints live under params.checkpoint_dir (not an output), so
-# they survive a failed or killed job and the rerun resumes from them.
+# they survive a failed or killed job and the rerun resumes from them; a finished job removes them.
+# More than one GPU (resources.classifier.gpus): the script runs itself under torchrun.
 
 
 rule train_classifier:
@@ -15,7 +16,10 @@ rule train_classifier:
         settings=settings("classifier"),
         checkpoint_dir=f"{EXP}/checkpoints/classifier",
         split=TRAIN_SPLIT,
-    threads: THREADS
+        code_version=code("train_classifier.py"),
+    threads: threads("classifier")
+    resources:
+        **resources("classifier"),
     log:
         f"{LOGS}/train_classifier.log",
     benchmark:

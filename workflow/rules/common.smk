@@ -1,11 +1,22 @@
-# Names and helpers shared by every rule: paths, experiment wildcards, per-experiment settings.
+# Names and helpers shared by every rule: paths, experiment wildcards, per-experiment settings, resources.
+# Only torch-free modules are imported here: Snakemake parses these files on the submitting host and again in
+# every cluster job.
 import json
+import os
 import re
 from pathlib import Path
 
-from wsss.cli import workflow_settings
+from wsss.code_version import code_version
 from wsss.config import experiments_to_run, resolve_experiment
-from wsss.pretrain import pretrain_classifier_settings, pretrain_dataset_settings, pretrain_enabled
+from wsss.data.manifest import index_check
+from wsss.rules import (
+    pretrain_classifier_settings,
+    pretrain_dataset_settings,
+    pretrain_enabled,
+    rule_resources,
+    rule_settings,
+    rule_threads,
+)
 
 DATASET = config["dataset"]["name"]
 DATA_ROOT = config["dataset"]["root"]
@@ -17,12 +28,13 @@ RESULTS = f"results/{DATASET}"
 EXP = f"{RESULTS}/{{experiment}}"
 LOGS = f"{RESULTS}/{{experiment}}/logs"
 BENCHMARKS = f"{RESULTS}/{{experiment}}/benchmarks"
+MANIFEST = f"{RESULTS}/dataset/manifest.json"  # the dataset's splits, checked and content-hashed
 BENCHMARK_CSV = "results/benchmark.csv"
 BENCHMARK_MD = "results/benchmark.md"
-THREADS = config["compute"]["threads"]
 PRETRAIN_ENABLED = pretrain_enabled(config)  # the built-in stand-in for ImageNet weights
 PRETRAIN = f"{RESULTS}/pretrain"
 PRETRAIN_DATA_ROOT = f"{Path(DATA_ROOT)}_pretrain"
+PRETRAIN_MANIFEST = f"{PRETRAIN}/dataset/manifest.json"
 PRETRAINED_BACKBONE = f"{PRETRAIN}/backbone.pt"
 ENV = "../../envs/wsss.yaml"
 
@@ -48,7 +60,21 @@ OAA_CAMS = [name for name in EXPERIMENTS if resolve_experiment(config, name)["ca
 
 def settings(*sections):
     """params: the JSON settings of the rule's experiment (a change reruns the rule)."""
-    return lambda wildcards: workflow_settings(config, wildcards.experiment, *sections)
+    return lambda wildcards: rule_settings(config, wildcards.experiment, *sections)
+
+
+def code(script):
+    """params: the version of the code a rule's script runs (a change to it, or to the package modules it
+    imports, reruns the rule)."""
+    return code_version(os.path.join(workflow.basedir, "workflow", "scripts", script))
+
+
+def threads(stage):
+    return rule_threads(config, stage)
+
+
+def resources(stage, **overrides):
+    return rule_resources(config, stage, **overrides)
 
 
 def num_shards(experiment, section):
@@ -69,10 +95,21 @@ def trains_on_ground_truth(experiment):
     return resolve_experiment(config, experiment)["segmentation"]["labels"] == "ground_truth"
 
 
-def segmentation_labels(wildcards):
-    """The label index DeepLab-v2 trains on: pseudo labels, or the true masks for an oracle."""
+def segmentation_inputs(wildcards):
+    """DeepLab-v2's inputs: the labels it trains on (pseudo labels, or the true masks for an oracle), the
+    dataset and, when set, its starting weights (a missing weights file stops the run before any job)."""
     source = "ground_truth" if trains_on_ground_truth(wildcards.experiment) else "pseudo_labels"
-    return f"{RESULTS}/{wildcards.experiment}/{source}/index.txt"
+    weights = resolve_experiment(config, wildcards.experiment)["segmentation"]["backbone"]["weights"]
+    return {"labels": f"{RESULTS}/{wildcards.experiment}/{source}/index.txt", "dataset": DATA_ROOT,
+            "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
+
+
+def classifier_inputs(wildcards):
+    """The classifier's inputs: the dataset and its starting weights (the pretrained backbone, or
+    classifier.backbone.weights when set)."""
+    weights = (PRETRAINED_BACKBONE if PRETRAIN_ENABLED
+               else resolve_experiment(config, wildcards.experiment)["classifier"]["backbone"]["weights"])
+    return {"dataset": DATA_ROOT, "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
 
 
 def experiment_metrics(experiment):
@@ -87,6 +124,10 @@ def experiment_metrics(experiment):
     ]
 
 
-def classifier_inputs(wildcards):
-    """The classifier's inputs: the dataset, and the pretrained backbone when pretraining is on."""
-    return {"dataset": DATA_ROOT, **({"backbone_weights": PRETRAINED_BACKBONE} if PRETRAIN_ENABLED else {})}
+def experiment_figures(experiment):
+    """The figures of an experiment: the default target reaches them too, so a rerun redoes any job whose
+    outputs are missing."""
+    figures = ["segmentation_curve.png", f"segmentation_{EVAL_SPLIT}.png"]
+    if not trains_on_ground_truth(experiment):
+        figures += ["classifier_curve.png", "cam_threshold_sweep.png", "cam_overlays.png", "pseudo_labels.png"]
+    return [f"{RESULTS}/{experiment}/figures/{name}" for name in figures]

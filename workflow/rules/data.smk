@@ -1,5 +1,7 @@
-# Dataset preparation. The built-in dataset is generated; a VOC-layout tree (dataset.source: voc) is read
-# where it lies.
+# Dataset preparation and indexing. The built-in dataset is generated; a VOC-layout tree (dataset.source: voc)
+# is read where it lies. Either way `index_dataset` checks the splits the run uses and records every file's
+# content hash in the manifest, which every stage reads the data through; a file changed in place changes the
+# rule's `check` param, so the dataset is indexed again and everything downstream recomputed.
 
 
 if config["dataset"]["source"] == "synthetic":
@@ -8,7 +10,11 @@ if config["dataset"]["source"] == "synthetic":
         output:
             out=directory(DATA_ROOT),
         params:
-            settings=workflow_settings(config, EXPERIMENTS[0], "dataset"),
+            settings=rule_settings(config, EXPERIMENTS[0], "dataset"),
+            code_version=code("prepare_dataset.py"),
+        threads: threads("prepare")
+        resources:
+            **resources("prepare"),
         log:
             f"{RESULTS}/logs/prepare_dataset.log",
         benchmark:
@@ -17,3 +23,25 @@ if config["dataset"]["source"] == "synthetic":
             ENV
         script:
             "../scripts/prepare_dataset.py"
+
+
+rule index_dataset:
+    input:
+        dataset=DATA_ROOT,
+    output:
+        out=MANIFEST,
+    params:
+        splits=list(dict.fromkeys([TRAIN_SPLIT, EVAL_SPLIT])),
+        check=lambda wildcards: index_check(MANIFEST, DATA_ROOT),
+        code_version=code("index_dataset.py"),
+    threads: threads("prepare")
+    resources:
+        **resources("prepare"),
+    log:
+        f"{RESULTS}/logs/index_dataset.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/index_dataset.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/index_dataset.py"

@@ -3,24 +3,37 @@
 # experiment's classifier.
 
 
-rule prepare_pretrain_dataset:
+use rule prepare_dataset as prepare_pretrain_dataset with:
     output:
         out=directory(PRETRAIN_DATA_ROOT),
     params:
         settings=json.dumps(pretrain_dataset_settings(config), sort_keys=True),
+        code_version=code("prepare_dataset.py"),
     log:
         f"{PRETRAIN}/logs/prepare_dataset.log",
     benchmark:
         f"{PRETRAIN}/benchmarks/prepare_dataset.tsv"
-    conda:
-        ENV
-    script:
-        "../scripts/prepare_dataset.py"
+
+
+use rule index_dataset as index_pretrain_dataset with:
+    input:
+        dataset=PRETRAIN_DATA_ROOT,
+    output:
+        out=PRETRAIN_MANIFEST,
+    params:
+        splits=["train"],
+        check=lambda wildcards: index_check(PRETRAIN_MANIFEST, PRETRAIN_DATA_ROOT),
+        code_version=code("index_dataset.py"),
+    log:
+        f"{PRETRAIN}/logs/index_dataset.log",
+    benchmark:
+        f"{PRETRAIN}/benchmarks/index_dataset.tsv"
 
 
 rule pretrain_backbone:
     input:
         dataset=PRETRAIN_DATA_ROOT,
+        manifest=PRETRAIN_MANIFEST,
     output:
         backbone=PRETRAINED_BACKBONE,
         model=f"{PRETRAIN}/classifier/model.pt",
@@ -29,10 +42,10 @@ rule pretrain_backbone:
     params:
         settings=json.dumps(pretrain_classifier_settings(config), sort_keys=True),
         checkpoint_dir=f"{PRETRAIN}/checkpoints/classifier",
-    # compute.threads like every job, although every classifier waits for it: torch on the CPU gives other
-    # numbers with other thread counts (2 threads instead of 1 changed seed 0's val by 0.01 to 0.02), and
-    # the same config must give the same numbers whatever --cores is
-    threads: THREADS
+        code_version=code("pretrain_backbone.py"),
+    threads: threads("pretrain")
+    resources:
+        **resources("pretrain"),
     log:
         f"{PRETRAIN}/logs/pretrain_backbone.log",
     benchmark:

@@ -5,6 +5,7 @@ rule make_pseudo_labels:
     input:
         cams=f"{EXP}/cams/cams.h5",
         dataset=DATA_ROOT,
+        manifest=MANIFEST,
     output:
         out=directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
     params:
@@ -12,7 +13,10 @@ rule make_pseudo_labels:
         split=TRAIN_SPLIT,
         shard=lambda wildcards: wildcards.shard,
         num_shards=lambda wildcards: wildcards.num_shards,
-    threads: THREADS
+        code_version=code("make_pseudo_labels.py"),
+    threads: threads("pseudo_labels")
+    resources:
+        **resources("pseudo_labels"),
     log:
         f"{LOGS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.log",
     benchmark:
@@ -27,12 +31,17 @@ rule evaluate_pseudo_labels:
     input:
         shards=shard_paths(f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", "pseudo_labels"),
         dataset=DATA_ROOT,
+        manifest=MANIFEST,
     output:
         index=f"{EXP}/pseudo_labels/index.txt",
         out=f"{EXP}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
         figure=f"{EXP}/figures/pseudo_labels.png",
     params:
         split=TRAIN_SPLIT,
+        code_version=code("evaluate_pseudo_labels.py"),
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
     log:
         f"{LOGS}/evaluate_pseudo_labels.log",
     benchmark:

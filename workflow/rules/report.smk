@@ -12,6 +12,7 @@ rule benchmark:
         metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
         benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN]
         + ([f"pretrain={PRETRAIN}/benchmarks"] if PRETRAIN_ENABLED else []),
+        code_version=code("benchmark.py"),
     log:
         "results/logs/benchmark.log",
     conda:

@@ -1,14 +1,16 @@
 # DeepLab-v2 on the pseudo labels (or the true masks: the oracle), then predictions and mIoU on the
-# evaluation split.
+# evaluation split. More than one GPU (resources.segmentation.gpus): the training runs under torchrun.
 
 
 rule index_ground_truth:
     input:
         dataset=DATA_ROOT,
+        manifest=MANIFEST,
     output:
         out=f"{EXP}/ground_truth/index.txt",
     params:
         split=TRAIN_SPLIT,
+        code_version=code("index_ground_truth.py"),
     log:
         f"{LOGS}/index_ground_truth.log",
     conda:
@@ -19,8 +21,7 @@ rule index_ground_truth:
 
 rule train_segmentation:
     input:
-        labels=segmentation_labels,
-        dataset=DATA_ROOT,
+        unpack(segmentation_inputs),
     output:
         model=f"{EXP}/segmentation/model.pt",
         history=f"{EXP}/segmentation/history.json",
@@ -28,7 +29,10 @@ rule train_segmentation:
     params:
         settings=settings("segmentation"),
         checkpoint_dir=f"{EXP}/checkpoints/segmentation",
-    threads: THREADS
+        code_version=code("train_segmentation.py"),
+    threads: threads("segmentation")
+    resources:
+        **resources("segmentation"),
     log:
         f"{LOGS}/train_segmentation.log",
     benchmark:
@@ -43,6 +47,7 @@ rule evaluate_segmentation:
     input:
         model=f"{EXP}/segmentation/model.pt",
         dataset=DATA_ROOT,
+        manifest=MANIFEST,
     output:
         predictions=directory(f"{EXP}/segmentation/predictions_{EVAL_SPLIT}"),
         out=f"{EXP}/metrics/segmentation_{EVAL_SPLIT}.json",
@@ -50,7 +55,10 @@ rule evaluate_segmentation:
     params:
         settings=settings("segmentation", "crf"),
         split=EVAL_SPLIT,
-    threads: THREADS
+        code_version=code("evaluate_segmentation.py"),
+    threads: threads("predict")
+    resources:
+        **resources("predict"),
     log:
         f"{LOGS}/evaluate_segmentation.log",
     benchmark:

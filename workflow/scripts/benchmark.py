@@ -2,14 +2,13 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from wsss.cli import parse_args
 from wsss.benchmark import collect_rows, read_timings, write_benchmark
+from wsss.cli import base_parser, parse_args
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = base_parser(__doc__)
 parser.add_argument("--dataset-name", required=True)
 parser.add_argument("--csv", required=True, help="output: results table (.csv)")
 parser.add_argument("--markdown", required=True, help="output: results table (.md)")

@@ -2,22 +2,25 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cli import parse_stage_args, stage_parser
-from wsss.data.voc import VOCLayout
+from wsss.artifacts import write_json
+from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.data.voc import open_layout
 from wsss.evaluate import evaluate_cams
 from wsss.figures import cam_overlays, plot_threshold_sweep
-from wsss.runtime import log, save_json
+from wsss.runtime import log
 
 parser = stage_parser(__doc__, ("cam",))
 parser.add_argument("--cams", required=True, help="CAM index (.h5)")
 parser.add_argument("--dataset", required=True)
+parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--split", default="train")
 parser.add_argument("--out", required=True, help="output: metrics (.json)")
 parser.add_argument("--sweep-figure", required=True, help="output: mIoU vs threshold (.png)")
 parser.add_argument("--overlay-figure", required=True, help="output: CAM overlays (.png)")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
-metrics = evaluate_cams(args.cams, args.dataset, args.split, settings["cam"]["bg_thresholds"])
-save_json(metrics, args.out)
+layout = open_layout(args.dataset, args.manifest)
+metrics = evaluate_cams(args.cams, layout, args.split, settings["cam"]["bg_thresholds"])
+write_json(args.out, {**metrics, "run": run_record()})
 log.info("CAM seed mIoU %.4f at background threshold %s", metrics["miou"], metrics["best_threshold"])
 plot_threshold_sweep(metrics, args.sweep_figure)
-cam_overlays(args.cams, args.dataset, VOCLayout(args.dataset).names(args.split)[:6], args.overlay_figure)
+cam_overlays(args.cams, layout, layout.names(args.split)[:6], args.overlay_figure)

@@ -2,27 +2,28 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-import argparse
-
-from wsss.cli import parse_args
-from wsss.data.voc import VOCLayout
+from wsss.artifacts import write_json
+from wsss.cli import base_parser, parse_args
+from wsss.data.voc import open_layout
 from wsss.evaluate import evaluate_pseudo_labels
 from wsss.figures import label_grid
 from wsss.pseudo_labels import read_label_index, write_label_index
-from wsss.runtime import log, save_json, setup_logging
+from wsss.runtime import log, setup_logging
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = base_parser(__doc__)
 parser.add_argument("--dataset", required=True)
+parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--split", default="train")
-parser.add_argument("--index", required=True, help="output: NAME PATH list of the pseudo labels")
+parser.add_argument("--index", required=True, help="output: NAME PATH SHA256 list of the pseudo labels")
 parser.add_argument("--out", required=True, help="output: metrics (.json)")
 parser.add_argument("--figure", required=True, help="output: pseudo labels beside the truth (.png)")
 parser.add_argument("--shards", nargs="+", required=True, help="pseudo-label shard directories")
 args = parse_args(parser, globals().get("snakemake"))
 setup_logging()
+layout = open_layout(args.dataset, args.manifest)
 write_label_index(args.shards, args.index)
-metrics = evaluate_pseudo_labels(args.index, args.dataset, args.split)
-save_json(metrics, args.out)
+metrics = evaluate_pseudo_labels(args.index, layout, args.split)
+write_json(args.out, {**metrics, "run": {"code_version": args.code_version}})
 log.info("pseudo-label mIoU %.4f (%.1f%% ignored)", metrics["miou"], 100 * metrics["ignored_fraction"])
-names = VOCLayout(args.dataset).names(args.split)[:6]
-label_grid(args.dataset, {"pseudo label": read_label_index(args.index)}, names, args.figure)
+label_grid(layout, {"pseudo label": read_label_index(args.index, verify=False)}, layout.names(args.split)[:6],
+           args.figure)

@@ -2,25 +2,28 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cli import parse_stage_args, stage_parser
-from wsss.data.voc import VOCLayout
+from wsss.artifacts import write_json
+from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.data.voc import open_layout
 from wsss.evaluate import evaluate_label_maps
 from wsss.figures import label_grid
-from wsss.runtime import log, save_json
-from wsss.train_segmentation import predict
+from wsss.inference import predict
+from wsss.runtime import log
 
 parser = stage_parser(__doc__, ("segmentation", "crf"))
 parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")
 parser.add_argument("--dataset", required=True)
+parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--split", default="val")
 parser.add_argument("--predictions", required=True, help="output: directory of predicted label PNGs")
 parser.add_argument("--out", required=True, help="output: metrics (.json)")
 parser.add_argument("--figure", required=True, help="output: predictions beside the truth (.png)")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
+layout = open_layout(args.dataset, args.manifest)
 crf = settings["crf"] if settings["segmentation"]["eval_crf"] else None
-paths = predict(args.model, args.dataset, args.split, settings, args.predictions, crf)
-metrics = evaluate_label_maps(paths, args.dataset, args.split, "segmentation")
+paths = predict(args.model, layout, args.split, settings, args.predictions, crf)
+metrics = evaluate_label_maps(paths, layout, args.split, "segmentation")
 metrics["crf_post_processing"] = crf is not None
-save_json(metrics, args.out)
+write_json(args.out, {**metrics, "run": run_record()})
 log.info("segmentation mIoU on %s: %.4f", args.split, metrics["miou"])
-label_grid(args.dataset, {"prediction": paths}, VOCLayout(args.dataset).names(args.split)[:6], args.figure)
+label_grid(layout, {"prediction": paths}, layout.names(args.split)[:6], args.figure)

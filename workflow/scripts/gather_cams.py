@@ -1,13 +1,11 @@
-"""Index the CAM shards in one HDF5 file (external links, no copy)."""
+"""Index the CAM shards in one HDF5 file (external links, no copy); each shard is checked first."""
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-import argparse
-
-from wsss.cli import parse_args
 from wsss.cam_store import gather_cams
+from wsss.cli import base_parser, parse_args
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = base_parser(__doc__)
 parser.add_argument("--out", required=True, help="output: index (.h5)")
 parser.add_argument("--shards", nargs="+", required=True, help="CAM shard files")
 args = parse_args(parser, globals().get("snakemake"))

@@ -2,16 +2,17 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-import argparse
-
-from wsss.cli import parse_args
-from wsss.data.voc import VOCLayout
+from wsss.artifacts import file_sha256
+from wsss.cli import base_parser, parse_args
+from wsss.data.voc import open_layout
 from wsss.pseudo_labels import write_index
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = base_parser(__doc__)
 parser.add_argument("--dataset", required=True)
+parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--split", default="train")
-parser.add_argument("--out", required=True, help="output: NAME PATH list of the masks")
+parser.add_argument("--out", required=True, help="output: NAME PATH SHA256 list of the masks")
 args = parse_args(parser, globals().get("snakemake"))
-layout = VOCLayout(args.dataset)
-print(f"indexed {write_index({name: layout.label_path(name) for name in layout.names(args.split)}, args.out)} masks")
+layout = open_layout(args.dataset, args.manifest)
+masks = {name: layout.label_path(name) for name in layout.names(args.split)}
+print(f"indexed {write_index({name: (path, file_sha256(path)) for name, path in masks.items()}, args.out)} masks")

@@ -3,11 +3,14 @@
 import _repo  # noqa: F401  (makes wsss importable)
 
 from wsss.cli import parse_stage_args, stage_parser
+from wsss.data.voc import open_layout
+from wsss.distributed import rank
 from wsss.figures import plot_curves
 from wsss.train_classifier import train_classifier
 
-parser = stage_parser(__doc__, ("classifier",))
+parser = stage_parser(__doc__, ("classifier",), distributed_script="train_classifier.py")
 parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")
+parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--split", default="train")
 parser.add_argument("--model", required=True, help="output: final model (.pt)")
 parser.add_argument("--history", required=True, help="output: per-epoch history (.json)")
@@ -18,6 +21,8 @@ parser.add_argument("--accumulated", help="output: CAMs accumulated in training 
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 if args.backbone_weights:
     settings["classifier"]["backbone"]["weights"] = args.backbone_weights
-result = train_classifier(args.dataset, args.split, settings, args.model, args.history, args.checkpoint_dir,
-                          args.accumulated)
-plot_curves(result["history"], "epoch", ["loss", "contrast_loss", "tag_accuracy", "lr"], "classifier training", args.curve)
+result = train_classifier(open_layout(args.dataset, args.manifest), args.split, settings, args.model, args.history,
+                          args.checkpoint_dir, args.accumulated)
+if rank() == 0:
+    plot_curves(result["history"], "epoch", ["loss", "contrast_loss", "tag_accuracy", "lr"], "classifier training",
+                args.curve)

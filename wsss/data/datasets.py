@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import ColorJitter
 
-from .voc import IGNORE_INDEX, VOCLayout, read_image, read_label_png
+from .voc import IGNORE_INDEX, VOCLayout, read_label_png
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -106,7 +105,7 @@ class ClassificationDataset(Dataset):
         """(image, multi-hot tags, sample seed): the seed also drives RCA's per-region draws."""
         index, sample_seed = _seeded(item)
         name = self.names[index]
-        image = to_tensor(read_image(self.layout.image_path(name)))
+        image = to_tensor(self.layout.read_image(name))
         if self.jitter is not None:
             image = self.jitter(image)
         # square resize to the input size (RCA's protocol), then scale jitter and crop
@@ -117,7 +116,7 @@ class ClassificationDataset(Dataset):
 
     def plain_image(self, index: int) -> torch.Tensor:
         """The image as the network sees it, without augmentation (square-resized, normalised)."""
-        image = to_tensor(read_image(self.layout.image_path(self.names[index])))
+        image = to_tensor(self.layout.read_image(self.names[index]))
         return normalize(F.interpolate(image[None], size=(self.input_size, self.input_size), mode="bilinear",
                                        align_corners=False)[0])
 
@@ -131,18 +130,16 @@ class SegmentationDataset(Dataset):
         self.label_paths = label_paths
         self.crop_size = crop_size
         self.scale_range = scale_range
+        self.num_classes = len(layout.class_names)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getitem__(self, item):
         name = self.names[_seeded(item)[0]]
-        image = normalize(to_tensor(read_image(self.layout.image_path(name))))
-        label = torch.from_numpy(read_label_png(self.label_paths[name]).astype(np.int64))
-        if label.shape != image.shape[1:]:
-            raise ValueError(f"{self.label_paths[name]}: label size {tuple(label.shape)} differs from "
-                             f"image size {tuple(image.shape[1:])}")
-        return random_scale_crop(image, label, self.crop_size, self.scale_range)
+        image = normalize(to_tensor(self.layout.read_image(name)))
+        label = read_label_png(self.label_paths[name], tuple(image.shape[1:]), self.num_classes)
+        return random_scale_crop(image, torch.from_numpy(label.astype(np.int64)), self.crop_size, self.scale_range)
 
 
 class InferenceDataset(Dataset):
@@ -157,16 +154,12 @@ class InferenceDataset(Dataset):
 
     def __getitem__(self, index: int):
         name = self.names[index]
-        return normalize(to_tensor(read_image(self.layout.image_path(name)))), name
+        return normalize(to_tensor(self.layout.read_image(name))), name
 
 
 def image_sizes(layout: VOCLayout, names: list[str]) -> list[tuple[int, int]]:
-    """(height, width) of each image, read from the file headers only."""
-    sizes = []
-    for name in names:
-        with Image.open(layout.image_path(name)) as image:
-            sizes.append((image.height, image.width))
-    return sizes
+    """(height, width) of each image (from the manifest, else the file headers)."""
+    return [layout.image_size(name) for name in names]
 
 
 def size_grouped_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:

@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .voc import IGNORE_INDEX, tags_from_label, write_class_list, write_label_png, write_lines
+from ..artifacts import atomic_directory, write_lines
+from .voc import IGNORE_INDEX, tags_from_label, write_class_list, write_label_png
 
 __all__ = [
     "DEFAULTS", "MARKINGS", "BACKGROUND_TEXTURES", "CONTEXT_TEXTURE", "GENERATOR",
@@ -842,19 +840,8 @@ def generate_dataset(root, splits: dict[str, int], seed: int, options: dict | No
     root = Path(root)
     if root.exists() or root.is_symlink():
         raise FileExistsError(f"dataset root {root} already exists")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        diagnostics = _build(tmp, splits, seed, options)
-        if root.exists() or root.is_symlink():
-            raise FileExistsError(f"dataset root {root} already exists")
-        os.rename(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_directory(root) as temporary:
+        diagnostics = _build(temporary, splits, seed, options)
     return diagnostics
 
 
@@ -872,7 +859,7 @@ def _build(out: Path, splits: dict[str, int], seed: int, options: dict) -> dict:
             Image.fromarray(sample["image"], mode="RGB").save(
                 out / "JPEGImages" / f"{name}.jpg", format="JPEG", quality=options["jpeg_quality"],
                 subsampling=0)
-            write_label_png(out / "SegmentationClass" / f"{name}.png", sample["label"])
+            write_label_png(out / "SegmentationClass" / f"{name}.png", sample["label"], atomic=False)
             Image.fromarray(sample["saliency"], mode="L").save(out / "saliency" / f"{name}.png", format="PNG")
             image_tags = tags_from_label(sample["label"], options["num_classes"])
             image_names.append(name)

@@ -7,16 +7,23 @@ A dataset root holds
     ImageSets/Segmentation/SPLIT_cls.txt  "NAME c1 c2 ..." with 0-based foreground classes (RCA's format)
     saliency/NAME.png                   optional grey-level saliency maps (0..255)
     classes.txt                         optional class names, background first (VOC's names otherwise)
+
+Readers name the file they fail on. A layout opened with the dataset's manifest (`data/manifest.py`)
+takes its split lists and tags from it and checks every file it reads against the content hash the
+manifest recorded, so a file changed after indexing is never used silently.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..artifacts import ArtifactError, atomic_file, invalidate, write_lines
 
 IGNORE_INDEX = 255
 
@@ -45,14 +52,9 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
 _PALETTE_BYTES = voc_palette().reshape(-1).tolist()
 
 
-def atomic_path(path: str | os.PathLike) -> Path:
-    """A temporary sibling of `path` to write to before `os.replace` makes it appear whole."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def write_label_png(path: str | os.PathLike, label: np.ndarray) -> None:
-    """Write a (H, W) uint8 label map as a VOC palette PNG, atomically."""
+def write_label_png(path: str | os.PathLike, label: np.ndarray, atomic: bool = True) -> None:
+    """Write a (H, W) uint8 label map as a VOC palette PNG, atomically (`atomic=False` inside a temporary
+    folder that appears as a whole)."""
     label = np.asarray(label)
     if label.ndim != 2:
         raise ValueError(f"{path}: a label map must be 2-D, got shape {label.shape}")
@@ -62,33 +64,76 @@ def write_label_png(path: str | os.PathLike, label: np.ndarray) -> None:
         label = label.astype(np.uint8)
     image = Image.fromarray(label, mode="P")
     image.putpalette(_PALETTE_BYTES)
-    tmp = atomic_path(path)
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    if not atomic:
+        image.save(path, format="PNG")
+        return
+    with atomic_file(path) as temporary:
+        image.save(temporary, format="PNG")
 
 
-def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a palette (or grey) PNG label map as (H, W) uint8 indices."""
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise ValueError(f"{path}: expected a palette or grey PNG label map, got mode {image.mode}")
-        return np.array(image, dtype=np.uint8)
+def decode_image(source, path, mode: str | None = None) -> np.ndarray:
+    """Decode an image file (a path or bytes) fully; errors name `path` (truncated files included)."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            if mode == "label":
+                if image.mode not in ("P", "L"):
+                    raise ArtifactError(f"{path}: expected a palette or grey PNG label map, got mode {image.mode}")
+                return np.array(image, dtype=np.uint8)
+            return np.array(image.convert(mode), dtype=np.uint8)
+    except ArtifactError:
+        raise
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} does not exist") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ArtifactError(f"{path} cannot be decoded (truncated or not an image): {error}") from None
+
+
+def check_label_values(label: np.ndarray, path, num_classes: int) -> None:
+    """Label values must be classes (0..num_classes-1) or 255 (ignore)."""
+    bad = np.unique(label[(label >= num_classes) & (label != IGNORE_INDEX)])
+    if bad.size:
+        raise ArtifactError(f"{path}: label value(s) {bad[:5].tolist()} outside the classes 0..{num_classes - 1} "
+                            f"and {IGNORE_INDEX} (ignore)")
+
+
+def read_label_png(path: str | os.PathLike, shape: tuple[int, int] | None = None,
+                   num_classes: int | None = None) -> np.ndarray:
+    """Read a palette (or grey) PNG label map as (H, W) uint8 indices; check its size and values when given."""
+    label = decode_image(path, path, "label")
+    if shape is not None and label.shape != tuple(shape):
+        raise ArtifactError(f"{path}: size {label.shape[1]}x{label.shape[0]} differs from its image's "
+                            f"{shape[1]}x{shape[0]}")
+    if num_classes is not None:
+        check_label_values(label, path, num_classes)
+    return label
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB."""
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"), dtype=np.uint8)
+    return decode_image(path, path, "RGB")
 
 
 def read_grey(path: str | os.PathLike) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.array(image.convert("L"), dtype=np.uint8)
+    return decode_image(path, path, "L")
 
 
 def read_name_list(path: str | os.PathLike) -> list[str]:
+    """One name a line (the first field); a name listed twice is an error naming the file and the lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"list file {path} does not exist")
+    names, first_line = [], {}
     with open(path) as handle:
-        return [line.split()[0] for line in handle if line.strip()]
+        for line_number, line in enumerate(handle, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if fields[0] in first_line:
+                raise ArtifactError(f"{path}:{line_number}: {fields[0]!r} is listed twice (first on line "
+                                    f"{first_line[fields[0]]})")
+            first_line[fields[0]] = line_number
+            names.append(fields[0])
+    return names
 
 
 def read_class_list(path: str | os.PathLike, num_classes: int | None = None) -> dict[str, list[int]]:
@@ -102,18 +147,14 @@ def read_class_list(path: str | os.PathLike, num_classes: int | None = None) -> 
             try:
                 classes = sorted({int(field) for field in fields[1:]})
             except ValueError:
-                raise ValueError(f"{path}:{line_number}: class indices must be integers: {line.strip()!r}")
+                raise ArtifactError(f"{path}:{line_number}: class indices must be integers: {line.strip()!r}") from None
             if num_classes is not None and any(c < 0 or c >= num_classes for c in classes):
-                raise ValueError(f"{path}:{line_number}: class index outside 0..{num_classes - 1}: {line.strip()!r}")
+                raise ArtifactError(f"{path}:{line_number}: class index outside 0..{num_classes - 1}: "
+                                    f"{line.strip()!r}")
+            if fields[0] in tags:
+                raise ArtifactError(f"{path}:{line_number}: {fields[0]!r} is listed twice")
             tags[fields[0]] = classes
     return tags
-
-
-def write_lines(path: str | os.PathLike, lines: list[str]) -> None:
-    tmp = atomic_path(path)
-    with open(tmp, "w") as handle:
-        handle.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
 
 
 def write_class_list(path: str | os.PathLike, tags: dict[str, list[int]]) -> None:
@@ -133,19 +174,28 @@ def tags_from_label(label: np.ndarray, num_foreground: int) -> list[int]:
     return [int(v) - 1 for v in values if 1 <= v <= num_foreground]
 
 
-@dataclass(frozen=True)
 class VOCLayout:
-    """Paths and lists of one dataset root in VOC layout."""
+    """Paths, lists and checked readers of one dataset root in VOC layout.
 
-    root: Path
+    `manifest` (a dict from `data.manifest`, with its path `manifest_path`) makes the split lists and
+    tags come from the manifest and every file read be checked against its recorded content hash.
+    """
 
-    def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root))
+    def __init__(self, root: str | os.PathLike, manifest: dict | None = None,
+                 manifest_path: str | os.PathLike | None = None):
+        self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"dataset root {self.root} does not exist")
+            raise ArtifactError(f"dataset root {self.root} does not exist")
+        self.manifest = manifest
+        self.manifest_path = Path(manifest_path) if manifest_path else None
+
+    def __repr__(self) -> str:
+        return f"VOCLayout({str(self.root)!r}, manifest={str(self.manifest_path) if self.manifest else None})"
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        if self.manifest is not None:
+            return tuple(self.manifest["class_names"])
         names_file = self.root / "classes.txt"
         if names_file.exists():
             return tuple(read_name_list(names_file))
@@ -170,20 +220,100 @@ class VOCLayout:
     def class_list_file(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}_cls.txt"
 
+    def _indexed_split(self, split: str) -> dict:
+        if split not in self.manifest["splits"]:
+            raise ArtifactError(f"split {split!r} is not in the dataset manifest {self.manifest_path} "
+                                f"(indexed: {', '.join(self.manifest['splits'])})")
+        return self.manifest["splits"][split]
+
     def names(self, split: str) -> list[str]:
-        path = self.split_file(split)
-        if not path.exists():
-            raise FileNotFoundError(f"split list {path} does not exist")
-        return read_name_list(path)
+        if self.manifest is not None:
+            return list(self._indexed_split(split)["names"])
+        names = read_name_list(self.split_file(split))
+        if not names:
+            raise ArtifactError(f"split list {self.split_file(split)} is empty")
+        return names
 
     def tags(self, split: str) -> dict[str, list[int]]:
         """Image-level tags of a split: from its class list, else derived from the label maps."""
+        if self.manifest is not None:
+            return {name: list(tags) for name, tags in self._indexed_split(split)["tags"].items()}
+        names = self.names(split)
         path = self.class_list_file(split)
         if path.exists():
             tags = read_class_list(path, self.num_foreground)
-            missing = [name for name in self.names(split) if name not in tags]
+            missing = [name for name in names if name not in tags]
             if missing:
-                raise ValueError(f"{path}: no tags for {len(missing)} images of split {split!r}, e.g. {missing[0]}")
-            return {name: tags[name] for name in self.names(split)}
-        return {name: tags_from_label(read_label_png(self.label_path(name)), self.num_foreground)
-                for name in self.names(split)}
+                raise ArtifactError(f"{path}: no tags for {len(missing)} images of split {split!r}, "
+                                    f"e.g. {missing[0]}")
+            return {name: tags[name] for name in names}
+        return {name: tags_from_label(self.read_mask(name), self.num_foreground) for name in names}
+
+    def _read_checked(self, path: Path) -> bytes | Path:
+        """The file's bytes, checked against the manifest's hash (its path when there is no manifest)."""
+        if self.manifest is None:
+            return path
+        relative = path.relative_to(self.root).as_posix()
+        record = self.manifest["files"].get(relative)
+        if record is None:
+            raise ArtifactError(f"{path} is not in the dataset manifest {self.manifest_path}")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        if data is None or hashlib.sha256(data).hexdigest() != record["sha256"]:
+            state = "was removed" if data is None else "changed"
+            raise invalidate(self.manifest_path, f"{path} {state} after the dataset was indexed; the index is "
+                                                 f"stale")
+        return data
+
+    def content_id(self, names: list[str]) -> str:
+        """What identifies the data a run reads: the manifest's content hash, else a hash of the class names
+        and the named images' contents."""
+        if self.manifest is not None:
+            return self.manifest["content_sha256"]
+        digest = hashlib.sha256("\0".join(self.class_names).encode())
+        for name in names:
+            digest.update(f"\0{name}\0".encode() + self.image_path(name).read_bytes())
+        return digest.hexdigest()
+
+    def image_size(self, name: str) -> tuple[int, int]:
+        """(height, width) of an image: from the manifest, else from the file's header."""
+        path = self.image_path(name)
+        if self.manifest is not None:
+            return tuple(self.manifest["files"][path.relative_to(self.root).as_posix()]["shape"])
+        try:
+            with Image.open(path) as image:
+                return image.height, image.width
+        except (OSError, ValueError) as error:
+            raise ArtifactError(f"{path} cannot be read: {error}") from None
+
+    def read_image(self, name: str) -> np.ndarray:
+        path = self.image_path(name)
+        return decode_image(self._read_checked(path), path, "RGB")
+
+    def read_mask(self, name: str) -> np.ndarray:
+        """The true label map, checked: same size as the image, values classes or 255."""
+        path = self.label_path(name)
+        label = decode_image(self._read_checked(path), path, "label")
+        if self.manifest is None:
+            check_label_values(label, path, len(self.class_names))
+        return label
+
+    def read_saliency(self, name: str) -> np.ndarray:
+        path = self.saliency_path(name)
+        if self.manifest is None and not path.exists():
+            raise ArtifactError(f"saliency map {path} does not exist (pseudo_labels.mode 'saliency' needs one per "
+                                f"image)")
+        return decode_image(self._read_checked(path), path, "L")
+
+
+def open_layout(root: str | os.PathLike | VOCLayout, manifest_path: str | os.PathLike | None = None) -> VOCLayout:
+    """A layout from a root (and the dataset's manifest, when given); a layout is returned as it is."""
+    if isinstance(root, VOCLayout):
+        return root
+    if manifest_path is None:
+        return VOCLayout(root)
+    from .manifest import read_manifest
+
+    return VOCLayout(root, read_manifest(manifest_path), manifest_path)

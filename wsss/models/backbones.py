@@ -20,12 +20,14 @@ RESNET_LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
 def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
     """Load a torchvision state dict from a local file into `module`; every backbone tensor must match."""
+    from ..artifacts import ArtifactError, load_torch
+
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"weights file {path} does not exist (ImageNet weights are read from disk, "
-                                f"never downloaded at run time)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
+        raise ArtifactError(f"weights file {path} does not exist (weights are read from disk, never downloaded "
+                            f"at run time)")
+    state = load_torch(path, "weights file")
+    if "state_dict" in state:
         state = state["state_dict"]
     state = {key: value for key, value in state.items() if not key.startswith(ignore_prefixes)}
     own = module.state_dict()
@@ -33,8 +35,8 @@ def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixe
     unexpected = [key for key in state if key not in own]
     mismatched = [key for key in own if key in state and own[key].shape != state[key].shape]
     if missing or unexpected or mismatched:
-        raise ValueError(f"{path} does not fit the backbone: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                         f"shape mismatch {mismatched[:5]}")
+        raise ArtifactError(f"weights file {path} does not fit the backbone: missing {missing[:5]}, unexpected "
+                            f"{unexpected[:5]}, shape mismatch {mismatched[:5]}")
     module.load_state_dict(state)
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import segment_sum
+
 
 def region_masks(coarse_cams: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) binary masks: class-softmax of the CAMs above its spatial mean, per class."""
@@ -118,8 +120,8 @@ def semantic_contrast_loss(regions: torch.Tensor, region_classes: torch.Tensor, 
     other = contrast_loss_per_query(queries, partner_classes, entries, classes, temperature)
     losses = lam * own + (1 - lam) * other
     images, inverse = torch.unique(region_images, return_inverse=True)
-    per_image = torch.zeros(len(images), device=device).index_add(0, inverse, losses)
-    per_image = per_image / torch.bincount(inverse, minlength=len(images)).to(losses.dtype)
+    per_image = segment_sum(losses, inverse, len(images))
+    per_image = per_image / segment_sum(torch.ones_like(losses), inverse, len(images))
     return per_image.sum() / (num_images if num_images is not None else len(images))
 
 

@@ -1,0 +1,152 @@
+"""Bad input, as a new user makes it: every case stops with an error naming the key or the file, before work
+starts where that can be known then, and leaves nothing a rerun would take as done."""
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import Killed, kill_after_first_checkpoint, tiny_settings
+from wsss.artifacts import ArtifactError, load_torch
+from wsss.config import ConfigError, load_config, main as check_config, validate_config
+from wsss.data.manifest import build_manifest
+from wsss.data.voc import VOCLayout, write_label_png
+
+
+@pytest.fixture
+def dataset(tiny_dataset, tmp_path):
+    """A copy of the tiny dataset to damage."""
+    return shutil.copytree(tiny_dataset, tmp_path / "data")
+
+
+def first(root, split="train"):
+    return VOCLayout(root).names(split)[0]
+
+
+def test_a_reversed_scale_range_is_refused_naming_the_key():
+    for section in ("classifier", "segmentation"):
+        with pytest.raises(ConfigError, match=rf"{section}\.scale_range \[1\.2, 0\.8\] is reversed"):
+            validate_config({"dataset": {"name": "d", "root": "r"}, section: {"scale_range": [1.2, 0.8]}})
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 0\ndataset: {name: x\n  root: y\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:3:\d+: YAML syntax error"):
+        load_config(path)
+    assert check_config([str(path), str(tmp_path / "nothere.yaml")]) == 1
+    printed = capsys.readouterr().out
+    assert "broken.yaml:3:" in printed and "nothere.yaml does not exist" in printed
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated", "a pickled list"])
+def test_a_weights_file_that_is_not_a_state_dict_is_named(tmp_path, damage):
+    path = tmp_path / "vgg16.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, path)
+    if damage == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        path.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(ArtifactError, match=r"weights file .*vgg16\.pth") as error:
+        load_torch(path, "weights file")
+    assert "weights_only" not in str(error.value)  # not torch's advice to load untrusted pickles
+
+
+def test_a_name_listed_twice_in_a_split_is_refused_naming_file_and_lines(dataset):
+    split_file = VOCLayout(dataset).split_file("train")
+    names = split_file.read_text().splitlines()
+    split_file.write_text("\n".join(names + [names[3]]) + "\n")
+    with pytest.raises(ArtifactError, match=rf"train\.txt:{len(names) + 1}: '{names[3]}' is listed twice "
+                                            rf"\(first on line 4\)"):
+        build_manifest(dataset, ["train", "val"])
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_an_empty_split_is_refused_naming_its_list(dataset, split):
+    VOCLayout(dataset).split_file(split).write_text("")
+    with pytest.raises(ArtifactError, match=rf"split list .*{split}\.txt is empty"):
+        build_manifest(dataset, ["train", "val"])
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_truncated_jpeg_is_found_before_any_training(dataset, split):
+    path = VOCLayout(dataset).image_path(first(dataset, split))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ArtifactError, match=rf"{path.name} cannot be decoded \(truncated"):
+        build_manifest(dataset, ["train", "val"])
+
+
+def test_a_mask_of_the_wrong_size_is_named_with_its_image(dataset):
+    path = VOCLayout(dataset).label_path(first(dataset))
+    write_label_png(path, np.zeros((40, 50), np.uint8))
+    with pytest.raises(ArtifactError, match=rf"{path.name}: size 50x40 differs from its image .*\(64x64\)"):
+        build_manifest(dataset, ["train"])
+
+
+def test_a_mask_value_outside_the_classes_is_named_with_the_value(dataset):
+    path = VOCLayout(dataset).label_path(first(dataset))
+    label = np.array(Image.open(path))
+    label[0, 0] = 50
+    write_label_png(path, label)
+    with pytest.raises(ArtifactError, match=rf"{path.name}: label value\(s\) \[50\] outside the classes 0\.\.6"):
+        build_manifest(dataset, ["train"])
+
+
+def test_a_dataset_file_changed_after_indexing_is_named_and_the_index_dropped(dataset, tmp_path):
+    from wsss.data.manifest import write_manifest
+    from wsss.data.voc import open_layout
+
+    manifest_path = tmp_path / "manifest.json"
+    write_manifest(build_manifest(dataset, ["train"]), manifest_path)
+    layout = open_layout(dataset, manifest_path)
+    name = first(dataset)
+    layout.image_path(name).write_bytes(VOCLayout(dataset).image_path(layout.names("train")[1]).read_bytes())
+    with pytest.raises(ArtifactError, match=rf"{name}\.jpg changed after the dataset was indexed"):
+        layout.read_image(name)
+    assert not manifest_path.exists()  # the next run indexes the dataset again
+
+
+def test_a_truncated_cam_shard_is_named_and_removed_for_the_next_run(tmp_path):
+    from wsss.cam_store import CamWriter, gather_cams
+
+    shard = tmp_path / "shard-0-of-1.h5"
+    with CamWriter(shard) as writer:
+        writer.write("a", np.ones((1, 64, 64), np.float32), [0])
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match=r"shard-0-of-1\.h5: damaged CAM shard .*run the workflow again"):
+        gather_cams([shard], tmp_path / "cams.h5")
+    assert not shard.exists() and not (tmp_path / "cams.h5").exists()
+
+
+def test_a_truncated_checkpoint_is_set_aside_and_training_restarts(tiny_dataset, tmp_path, monkeypatch, caplog):
+    from wsss.train_classifier import train_classifier
+
+    settings = tiny_settings()
+    with monkeypatch.context() as patch:
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            train_classifier(tiny_dataset, "train", settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c")
+    checkpoint = tmp_path / "c" / "last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:500])
+    other = tiny_settings(classifier={"lr": 0.02})  # even with other settings: the file is not read blindly
+    train_classifier(tiny_dataset, "train", other, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c")
+    assert f"checkpoint {checkpoint} set aside as last.pt.unreadable" in caplog.text
+    assert (tmp_path / "m.pt").exists()
+
+
+def test_a_trained_model_with_non_finite_weights_is_refused(tmp_path):
+    from wsss.inference import load_classifier
+    from wsss.models.classifier import build_classifier
+
+    settings = tiny_settings()["classifier"]
+    model = build_classifier(settings, 3)
+    state = model.state_dict()
+    state["classifier.weight"][0, 0] = float("nan")
+    torch.save({"model": state, "num_classes": 3, "settings": settings}, tmp_path / "model.pt")
+    with pytest.raises(ArtifactError, match=r"model\.pt: tensor classifier\.weight holds values that are not finite"):
+        load_classifier(tmp_path / "model.pt", torch.device("cpu"))

@@ -1,0 +1,261 @@
+"""Trustworthy reruns: a resume never reuses stale work, a kill anywhere resumes to the same numbers, a run that
+diverges stops, and a failed or damaged step is redone by the next plain run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import REPO, TINY_CONFIG, Killed, copy_run, kill_after_first_checkpoint, snakemake, tiny_settings
+from wsss.guards import NonFiniteError
+
+
+def state_of(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def same_weights(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def save_backbone(path, seed):
+    from wsss.models.backbones import VGG16OS8
+
+    torch.manual_seed(seed)
+    torch.save(VGG16OS8(width=0.125, batch_norm=True).state_dict(), path)
+
+
+def test_changed_starting_weights_never_resume_a_checkpoint(tiny_dataset, tmp_path, monkeypatch, caplog):
+    """Same path, other content: the run killed with the old weights is not resumed; the result is that of a
+    run from scratch with the new weights, not the old one."""
+    from wsss.train_classifier import train_classifier
+
+    weights = tmp_path / "backbone.pt"
+    settings = tiny_settings(classifier={"backbone": {"weights": str(weights)}})
+    save_backbone(weights, seed=1)
+    train_classifier(tiny_dataset, "train", settings, tmp_path / "old.pt", tmp_path / "old.json", tmp_path / "c0")
+    with monkeypatch.context() as patch:
+        kill_after_first_checkpoint(patch)
+        with pytest.raises(Killed):
+            train_classifier(tiny_dataset, "train", settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c")
+    save_backbone(weights, seed=2)  # e.g. pretraining ran again with other settings
+    train_classifier(tiny_dataset, "train", settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c")
+    assert "set aside as last.pt.stale: its starting_weights differs" in caplog.text
+    train_classifier(tiny_dataset, "train", settings, tmp_path / "new.pt", tmp_path / "new.json", tmp_path / "c2")
+    assert same_weights(state_of(tmp_path / "m.pt"), state_of(tmp_path / "new.pt"))
+    assert not same_weights(state_of(tmp_path / "m.pt"), state_of(tmp_path / "old.pt"))
+
+
+def test_a_finished_run_leaves_no_checkpoint_to_resume(tiny_dataset, tmp_path, caplog):
+    """What --forcerun or a rerun with other inputs gets: training from scratch, never the finished checkpoint."""
+    from wsss.train_segmentation import train_segmentation
+    from wsss.data.voc import VOCLayout
+
+    layout = VOCLayout(tiny_dataset)
+    labels = {name: layout.label_path(name) for name in layout.names("train")}
+    settings = tiny_settings()
+    train_segmentation(tiny_dataset, labels, settings, tmp_path / "a.pt", tmp_path / "a.json", tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    train_segmentation(tiny_dataset, labels, settings, tmp_path / "b.pt", tmp_path / "b.json", tmp_path / "c")
+    assert "resuming" not in caplog.text
+    assert same_weights(state_of(tmp_path / "a.pt"), state_of(tmp_path / "b.pt"))  # and it is deterministic
+
+
+def test_a_diverging_classifier_stops_at_the_first_non_finite_loss_keeping_its_checkpoint(tiny_dataset, tmp_path):
+    from wsss.train_classifier import train_classifier
+
+    # epoch 0 at the usual LR (its checkpoint is written), then an LR of 1e28 from epoch 1
+    settings = tiny_settings(classifier={"lr_milestones": [1], "lr_gamma": 1e30})
+    with pytest.raises(NonFiniteError) as error:
+        train_classifier(tiny_dataset, "train", settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "c")
+    message = str(error.value)
+    assert message.startswith("classifier training (cam): the ") and "at epoch 1 step" in message
+    assert "last finite loss" in message and "at epoch " in message.split("last finite loss")[1]
+    assert torch.load(tmp_path / "c" / "last.pt", weights_only=True)["epoch"] == 0  # from before the blow-up
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "h.json").exists()
+
+
+def test_a_diverging_deeplab_stops_naming_the_iteration(tiny_dataset, tmp_path):
+    from wsss.data.voc import VOCLayout
+    from wsss.train_segmentation import train_segmentation
+
+    layout = VOCLayout(tiny_dataset)
+    labels = {name: layout.label_path(name) for name in layout.names("train")}
+    with pytest.raises(NonFiniteError, match=r"DeepLab-v2 training \(cam\): the (loss|gradient) is not finite at "
+                                             r"iteration \d+ .*last finite loss \S+ at iteration \d+"):
+        train_segmentation(tiny_dataset, labels, tiny_settings(segmentation={"lr": 1e6}), tmp_path / "m.pt",
+                           tmp_path / "h.json", tmp_path / "c")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_the_code_version_follows_the_code_not_its_comments(tmp_path):
+    from wsss.code_version import code_version
+
+    versions = []
+    for number, text in enumerate(('import wsss.crf\nx = 1\n', '"""Docstring."""\nimport wsss.crf\n\nx = 1  # a comment\n',
+                                   'import wsss.crf\nx = 2\n', 'import wsss.metrics\nx = 2\n')):
+        script = tmp_path / str(number) / "stage.py"  # the same name: the version does not depend on the folder
+        script.parent.mkdir()
+        script.write_text(text)
+        versions.append(code_version(str(script)))
+    assert versions[0] == versions[1]  # comments, docstrings, blank lines
+    assert len({versions[1], versions[2], versions[3]}) == 3  # the code, and the modules it imports
+
+
+def test_the_index_check_stays_while_files_are_unchanged_and_names_a_changed_one(tiny_dataset, tmp_path):
+    import shutil
+
+    from wsss.data.manifest import NEW, build_manifest, index_check, write_manifest
+
+    root = shutil.copytree(tiny_dataset, tmp_path / "data")
+    manifest = tmp_path / "manifest.json"
+    assert index_check(manifest, root) == NEW
+    write_manifest(build_manifest(root, ["train", "val"], created_with=NEW), manifest)
+    assert index_check(manifest, root) == NEW  # what Snakemake recorded: no rerun
+    image = root / "JPEGImages" / "train_000001.jpg"
+    image.write_bytes(image.read_bytes())  # same content, written again
+    changed = index_check(manifest, root)
+    assert changed.startswith("changed since indexed: ") and "train_000001.jpg changed" in changed
+    write_manifest(build_manifest(root, ["train", "val"], created_with=changed), manifest)  # the rerun
+    assert index_check(manifest, root) == changed
+
+
+def test_a_killed_writer_leaves_a_temporary_the_next_write_removes(tmp_path):
+    from wsss.artifacts import write_json
+
+    target = tmp_path / "metrics.json"
+    (tmp_path / ".metrics.json.tmp-otherhost-4242").write_text("half")
+    (tmp_path / ".other.json.tmp-host-1").write_text("not ours")
+    write_json(target, {"miou": 0.5})
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".other.json.tmp-host-1", "metrics.json"]
+
+
+# --- the workflow ------------------------------------------------------------------------------------------
+
+# where a run is killed, in this order: a path (glob) that exists only while the stage is under way
+KILL_POINTS = (
+    ("pretraining", ["results/tiny/pretrain/checkpoints/classifier/last.pt"]),
+    ("classifier", ["results/tiny/cam/checkpoints/classifier/last.pt",
+                    "results/tiny/rca_oaa/checkpoints/classifier/last.pt"]),
+    ("CAM extraction", ["results/tiny/cam/cams/.shard-*.tmp-*"]),
+    ("pseudo labels", ["results/tiny/*/pseudo_labels/.shard-*.tmp-*"]),
+    ("DeepLab-v2", ["results/tiny/*/checkpoints/segmentation/last.pt"]),
+)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL Snakemake, its process group and every process it started, as a crash or `kill -9` would."""
+    family = psutil.Process(process.pid).children(recursive=True)
+    os.killpg(process.pid, signal.SIGKILL)
+    for member in family:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
+
+
+def run_until(workdir: Path, patterns: list[str], env: dict) -> str:
+    """Start the workflow (resuming what is incomplete) and SIGKILL it once a path matches; return that path."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--cores", "2", "--configfile", str(TINY_CONFIG), "--rerun-incomplete"]
+    with open(workdir / "run.log", "a") as log:
+        process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=log, start_new_session=True,
+                                   env={**os.environ, **env})
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        found = [path for pattern in patterns for path in workdir.glob(pattern)]
+        if found:
+            kill_tree(process)
+            return str(found[0].relative_to(workdir))
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended ({process.returncode}) before any of {patterns} appeared")
+        time.sleep(0.02)
+    kill_tree(process)
+    raise AssertionError(f"none of {patterns} appeared in 10 minutes")
+
+
+@pytest.mark.slow
+def test_killed_in_every_stage_and_resumed_the_benchmark_is_the_uninterrupted_one(tiny_run, tmp_path):
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    slow = {"PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "slowdown"), os.environ.get("PYTHONPATH", "")])}
+    for stage, patterns in KILL_POINTS:
+        seen = run_until(workdir, patterns, slow)
+        print(f"killed in {stage} at {seen}")
+        unlock = snakemake(workdir, "--configfile", str(TINY_CONFIG), "--unlock")
+        assert unlock.returncode == 0, unlock.stderr[-2000:]
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG), "--rerun-incomplete")
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert (workdir / "results/benchmark.csv").read_text() == (tiny_run / "results/benchmark.csv").read_text()
+    assert not list(workdir.glob("results/**/.*.tmp-*")) and not list(workdir.rglob("last.pt*"))
+
+
+def config_with(path: Path, **sections) -> Path:
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    for section, values in sections.items():
+        config[section].update(values)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_a_diverging_run_fails_naming_the_step_leaves_no_table_and_a_plain_rerun_redoes_it(tiny_run, tmp_path):
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    metrics = workdir / "results/tiny/cam/metrics/segmentation_val.json"
+    before = metrics.stat().st_mtime_ns
+    absurd = config_with(tmp_path / "absurd.yaml", segmentation={"lr": 1e6})
+    result = snakemake(workdir, "--configfile", str(absurd))
+    assert result.returncode != 0
+    log = (workdir / "results/tiny/cam/logs/train_segmentation.log").read_text()
+    assert "NonFiniteError: DeepLab-v2 training (cam): the" in log and "last finite loss" in log
+    assert not (workdir / "results/benchmark.csv").exists() and not (workdir / "results/benchmark.md").exists()
+    assert not (workdir / "results/tiny/cam/segmentation/model.pt").exists()
+    assert metrics.stat().st_mtime_ns == before  # no metrics computed from the diverged model
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG))  # the user fixes the config: a plain rerun
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train_segmentation" in result.stderr
+    assert (workdir / "results/benchmark.csv").read_text() == (tiny_run / "results/benchmark.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_pseudo_label_removed_from_its_shard_is_named_and_the_next_run_redoes_the_shard(tiny_run, tmp_path):
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    shard = workdir / "results/tiny/cam/pseudo_labels/shard-1-of-2"
+    removed = sorted(shard.glob("*.png"))[3]
+    removed.unlink()
+    target = "results/tiny/cam/metrics/pseudo_label_train.json"
+    result = snakemake(workdir, target, "--configfile", str(TINY_CONFIG), "--forcerun", "evaluate_pseudo_labels")
+    assert result.returncode != 0
+    log = (workdir / "results/tiny/cam/logs/evaluate_pseudo_labels.log").read_text()
+    assert f"pseudo label {removed.relative_to(workdir)} was removed after the shard was written" in log
+    assert not shard.exists()  # so that the next run recomputes it
+    result = snakemake(workdir, target, "--configfile", str(TINY_CONFIG))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "make_pseudo_labels" in result.stderr and removed.exists()
+    assert json.loads((workdir / target).read_text())["miou"] == json.loads((tiny_run / target).read_text())["miou"]
+
+
+@pytest.mark.slow
+def test_an_image_edited_in_place_reindexes_the_dataset_and_reruns_what_read_it(tiny_run, tmp_path):
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    image = workdir / "resources/tiny/JPEGImages/train_000005.jpg"
+    Image.fromarray(255 - np.asarray(Image.open(image))).save(image, quality=90)
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG), "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = result.stdout + result.stderr
+    jobs = plan[plan.index("Job stats"):].split("Reasons")[0]
+    for rule in ("index_dataset", "train_classifier", "extract_cams", "make_pseudo_labels", "train_segmentation",
+                 "benchmark"):
+        assert rule in jobs, rule
+    assert "pretrain_backbone" not in jobs  # the pretraining set did not change

@@ -1,0 +1,54 @@
+"""Inference with trained models: loading them (checked) and DeepLab-v2's predictions on a split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .artifacts import atomic_directory
+from .checkpoint import load_trained_model
+from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
+from .data.voc import VOCLayout, open_layout, write_label_png
+from .models.classifier import CAMClassifier, build_classifier
+from .models.deeplab import DeepLabV2, build_deeplab
+from .runtime import progress, select_device
+
+
+def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
+    return load_trained_model(model_path, device, build_classifier)
+
+
+def load_deeplab(model_path: str | Path, device: torch.device) -> DeepLabV2:
+    return load_trained_model(model_path, device, build_deeplab)
+
+
+@torch.no_grad()
+def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str, settings: dict, out_dir: str | Path,
+            crf_settings: dict | None = None, batch_size: int = 8) -> dict[str, Path]:
+    """Write a palette PNG prediction for every image of a split into `out_dir` (which appears whole);
+    flip-averaged, with CRF post-processing when `crf_settings` are given."""
+    from .crf import dense_crf
+
+    device = select_device(settings["compute"]["device"])
+    layout = open_layout(dataset)
+    names = layout.names(split)
+    model = load_deeplab(model_path, device)
+    batches = size_grouped_batches(image_sizes(layout, names), batch_size)
+    loader = DataLoader(InferenceDataset(layout, names), batch_sampler=batches, collate_fn=collate_inference,
+                        num_workers=settings["compute"]["loader_workers"])
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as temporary:
+        for images, batch_names in progress(loader, desc=f"predicting {split}", total=len(batches)):
+            images = images.to(device)
+            logits = model(images) + model(images.flip(-1)).flip(-1)
+            probabilities = F.softmax(F.interpolate(logits, size=images.shape[2:], mode="bilinear",
+                                                    align_corners=False), dim=1).cpu().numpy()
+            for probability, name in zip(probabilities, batch_names):
+                if crf_settings is not None:
+                    probability = dense_crf(layout.read_image(name), probability, crf_settings)
+                write_label_png(temporary / f"{name}.png", probability.argmax(0).astype(np.uint8), atomic=False)
+    return {name: out_dir / f"{name}.png" for name in names}

@@ -1,0 +1,83 @@
+"""What the Snakemake rules need from the package, without torch: settings, resources, code versions.
+
+Snakemake parses the Snakefile on the submitting host and again inside every cluster job, often
+where the training stack is slow to import or absent, so nothing here (nor in what it imports)
+imports torch. `tests/test_workflow.py` parses the Snakefile with torch made unimportable.
+
+- `rule_settings`: the JSON a rule passes to its script as params. Everything that shapes the
+  rule's result is in it (the experiment's section, the seed, and the compute settings that change
+  numbers: device, threads, deterministic), so a change to any of it reruns the rule; what does
+  not change results (the loader workers, the resources a job asks for) is left out.
+- `rule_resources` / `rule_threads`: what a job of a stage asks its scheduler for (config key
+  `resources`): cores, GPUs, memory, wall time, and where the site sets them, GPU model and partition.
+- `pretrain_*`: the settings of the built-in dataset's pretraining stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from .config import deep_merge, derive_seed, resolve_experiment, result_compute
+
+PRETRAIN_EXPERIMENT = "pretrain"
+GPU_STAGES = ("pretrain", "classifier", "cams", "segmentation", "predict")
+
+
+def rule_settings(config: dict, experiment: str, *sections: str) -> str:
+    """JSON settings of one experiment's stage, for a rule's params (a change reruns the rule)."""
+    resolved = resolve_experiment(config, experiment)
+    settings = {"seed": resolved["seed"], "experiment": experiment, "compute": result_compute(resolved["compute"])}
+    settings.update({section: resolved[section] for section in sections})
+    return json.dumps(settings, sort_keys=True)
+
+
+def loader_compute(config: dict) -> str:
+    """The compute settings a script takes besides its params: those that do not change results."""
+    return json.dumps({"loader_workers": config["compute"]["loader_workers"]})
+
+
+def rule_threads(config: dict, stage: str) -> int:
+    """Cores a job of `stage` asks for (Snakemake caps it at --cores; results do not depend on it)."""
+    return config["resources"][stage]["cpus"]
+
+
+def rule_resources(config: dict, stage: str, gpus: int | None = None) -> dict:
+    """Snakemake resources of a job of `stage`: memory, wall time, GPUs and the site's GPU model and partition.
+
+    `gpus` overrides the stage's count (a rule of a GPU stage that needs no GPU passes 0).
+    """
+    spec = config["resources"][stage]
+    gpus = spec["gpus"] if gpus is None else gpus
+    resources = {"mem_mb": spec["mem_mb"], "runtime": spec["runtime"], "gpu": gpus}
+    site = config["resources"]
+    if gpus and site["gpu_model"]:
+        resources["gpu_model"] = site["gpu_model"]
+    partition = site["gpu_partition"] if gpus else site["cpu_partition"]
+    if partition:
+        resources["slurm_partition"] = partition
+    return resources
+
+
+def pretrain_enabled(config: dict) -> bool:
+    return config["pretrain"]["images"] > 0
+
+
+def pretrain_dataset_settings(config: dict) -> dict:
+    """Settings of the pretraining set's generation: one train split, the dataset's options, its own seed."""
+    dataset = copy.deepcopy(config["dataset"])
+    dataset["synthetic"]["splits"] = {"train": config["pretrain"]["images"]}
+    return {"seed": derive_seed(config["seed"], PRETRAIN_EXPERIMENT, "dataset"), "experiment": PRETRAIN_EXPERIMENT,
+            "dataset": dataset}
+
+
+def pretrain_classifier_settings(config: dict) -> dict:
+    """Settings of the pretraining run: the shared classifier section, plain (no RCA, no OAA), from random
+    weights, every layer at the pretraining LR."""
+    pretrain = config["pretrain"]
+    overrides = {"epochs": pretrain["epochs"], "batch_size": pretrain["batch_size"], "lr": pretrain["lr"],
+                 "lr_milestones": pretrain["lr_milestones"], "new_layer_lr_mult": 1.0, "warmup_epochs": 0,
+                 "accumulate_cams": False, "backbone": {"weights": None},
+                 "rca": {"contrast": False, "aggregation": False}}
+    return {"seed": derive_seed(config["seed"], PRETRAIN_EXPERIMENT, "classifier"), "experiment": PRETRAIN_EXPERIMENT,
+            "compute": result_compute(config["compute"]), "classifier": deep_merge(config["classifier"], overrides)}
