@@ -3,6 +3,8 @@
 #   make test   create the environment, run the test suite
 #   make ablation  every experiment of config/config.yaml (the whole ablation table; about 30 minutes)
 #   make seeds     the workflow once per seed in runs/seedK/, then mean, spread and paired gaps to cam
+#   make tiny      every stage on config/tiny.yaml (a few minutes; its numbers mean nothing)
+#   make check CONFIG=config/my.yaml   check a config file (file, YAML syntax with line, schema) before a run
 VENV ?= .venv
 PYTHON ?= python3
 CORES ?= 2
@@ -11,7 +13,9 @@ SEED_RUN ?= all
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo ablation seeds test lint clean
+CONFIG ?= config/config.yaml
+
+.PHONY: install demo ablation seeds tiny check test lint clean
 
 install: $(STAMP)
 
@@ -39,8 +43,15 @@ seeds: install
 	$(BIN)/python workflow/scripts/summarize_seeds.py $(foreach seed,$(SEEDS),runs/seed$(seed)/results/benchmark.csv) \
 		--baseline cam --csv results/benchmark_seeds.csv --markdown results/benchmark_seeds.md
 
+tiny: install
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/tiny.yaml
+	@cat results/benchmark.md
+
+check: install
+	$(BIN)/python -m wsss.config $(CONFIG)
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 lint: install
 	$(BIN)/snakemake --lint

@@ -1,7 +1,9 @@
 """RCA under DistributedDataParallel: two CPU processes (gloo) against one process on the same batch."""
 
+import json
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -110,3 +112,70 @@ def test_ddp_training_keeps_weights_and_banks_identical_and_rank0_writes(tiny_da
             continue  # BatchNorm statistics are per rank
         torch.testing.assert_close(state0[key], state1[key], msg=key)
     assert (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "ckpt").exists()
+
+
+def deeplab_worker(rank, world, port, dataset, out_dir, settings):
+    from wsss.data.voc import VOCLayout
+    from wsss.runtime import configure_compute
+    from wsss.train_segmentation import train_segmentation
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    configure_compute({"threads": 1, "deterministic": True})
+    layout = VOCLayout(dataset)
+    labels = {name: layout.label_path(name) for name in layout.names("train")}
+    out = os.path.join(out_dir, f"world{world}")
+    result = train_segmentation(layout, labels, settings, os.path.join(out, "model.pt"),
+                                os.path.join(out, "history.json"), os.path.join(out, "ckpt"))
+    torch.save(result["model"].state_dict(), os.path.join(out_dir, f"deeplab{world}-{rank}.pt"))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_deeplab_on_two_processes_ends_with_the_weights_of_one_process_on_the_same_global_batch(tiny_dataset, tmp_path):
+    from conftest import tiny_settings
+
+    # frozen BatchNorm (the VOC recipe): nothing depends on how a batch is split but the summed gradients
+    settings = tiny_settings(segmentation={"freeze_batchnorm": True, "batch_size": 4, "iterations": 6,
+                                           "checkpoint_every": 3})
+    mp.spawn(deeplab_worker, args=(1, free_port(), str(tiny_dataset), str(tmp_path), settings), nprocs=1, join=True)
+    mp.spawn(deeplab_worker, args=(2, free_port(), str(tiny_dataset), str(tmp_path), settings), nprocs=2, join=True)
+    single = torch.load(tmp_path / "deeplab1-0.pt", weights_only=True)
+    ranks = [torch.load(tmp_path / f"deeplab2-{rank}.pt", weights_only=True) for rank in range(2)]
+    largest = {}
+    for key, value in single.items():
+        if not value.is_floating_point():
+            continue
+        torch.testing.assert_close(ranks[0][key], ranks[1][key], rtol=0, atol=0, msg=key)  # DDP keeps ranks equal
+        torch.testing.assert_close(ranks[0][key], value, rtol=1e-4, atol=1e-5, msg=key)
+        largest[key] = float((ranks[0][key] - value).abs().max())
+    moved = [key for key in single if key.startswith("aspp") and not torch.equal(single[key], torch.zeros_like(
+        single[key]))]
+    assert moved  # the weights did train
+    history = [json.loads((tmp_path / f"world{world}" / "history.json").read_text())["iterations"] for world in (1, 2)]
+    assert [r["loss"] for r in history[1]] == pytest.approx([r["loss"] for r in history[0]], rel=1e-4)
+    print("largest difference between 1 and 2 processes:", max(largest.values()))
+
+
+@pytest.mark.slow
+def test_a_training_rule_given_two_gpus_runs_its_script_under_torchrun(tiny_run, tmp_path):
+    """Here on the CPU: two gloo processes, as on a node with two GPUs (one process per GPU)."""
+    import yaml
+
+    from conftest import TINY_CONFIG, copy_run, snakemake
+
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["resources"]["classifier"]["gpus"] = 2
+    (tmp_path / "two_gpus.yaml").write_text(yaml.safe_dump(config))
+    target = "results/tiny/cam/classifier/model.pt"
+    result = snakemake(workdir, target, "--configfile", str(tmp_path / "two_gpus.yaml"), "--forcerun",
+                       "train_classifier")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "gpu=2" in result.stdout + result.stderr  # what the job asks its scheduler for
+    log = (workdir / "results/tiny/cam/logs/train_classifier.log").read_text()
+    assert "running 2 processes (one per GPU):" in log and "torch.distributed.run --standalone" in log
+    assert log.count("1 process(es)") == 0 and log.count("2 process(es)") == 2  # both ranks, in one process group
+    model = torch.load(workdir / target, weights_only=True)
+    assert model["fingerprint"]["processes"] == 2
+    assert not (workdir / "results/tiny/cam/checkpoints/classifier").exists()

@@ -9,8 +9,9 @@ A stage script runs in two ways with one argument parser:
 
     python workflow/scripts/train_classifier.py --config config/config.yaml --experiment cam ...
 
-Every stage applies the compute settings (threads, deterministic mode) before any work and logs
-them with where the job runs; `run_record()` returns that record for the stage's outputs.
+A job's log starts with where it runs (host, GPUs, the scheduler's variables); every stage applies
+the compute settings (threads, deterministic mode) before any work and logs them; `run_record()`
+returns both for the stage's outputs.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def parse_args(parser: argparse.ArgumentParser, job=None, argv=None) -> argparse
         return parser.parse_args(argv)
     if job.log:
         redirect_output_to(str(job.log[0]))
+    print(f"job environment: {json.dumps(job_environment(), sort_keys=True)}", flush=True)
     argv = argv_from_snakemake(job)
     known = {action.dest for action in parser._actions}
     if "threads" in known:
@@ -123,11 +125,9 @@ def parse_stage_args(parser: argparse.ArgumentParser, job=None, argv=None) -> tu
     if missing:
         parser.error(f"settings lack the section(s) {', '.join(missing)}")
     switches = configure_compute(compute)
-    environment = job_environment()
     _RUN_RECORD.clear()
     _RUN_RECORD.update(code_version=args.code_version, compute=result_compute(compute), switches=switches,
-                       environment=environment)
-    log.info("job environment: %s", json.dumps(environment, sort_keys=True))
+                       environment=job_environment())
     log.info("compute switches: %s", json.dumps(switches, sort_keys=True))
     return args, settings
 

@@ -32,11 +32,6 @@ def rule_settings(config: dict, experiment: str, *sections: str) -> str:
     return json.dumps(settings, sort_keys=True)
 
 
-def loader_compute(config: dict) -> str:
-    """The compute settings a script takes besides its params: those that do not change results."""
-    return json.dumps({"loader_workers": config["compute"]["loader_workers"]})
-
-
 def rule_threads(config: dict, stage: str) -> int:
     """Cores a job of `stage` asks for (Snakemake caps it at --cores; results do not depend on it)."""
     return config["resources"][stage]["cpus"]
@@ -68,7 +63,7 @@ def pretrain_dataset_settings(config: dict) -> dict:
     dataset = copy.deepcopy(config["dataset"])
     dataset["synthetic"]["splits"] = {"train": config["pretrain"]["images"]}
     return {"seed": derive_seed(config["seed"], PRETRAIN_EXPERIMENT, "dataset"), "experiment": PRETRAIN_EXPERIMENT,
-            "dataset": dataset}
+            "compute": result_compute(config["compute"]), "dataset": dataset}
 
 
 def pretrain_classifier_settings(config: dict) -> dict:

@@ -39,6 +39,10 @@ use rule extract_cams as extract_accumulated_cams with:
         experiment=names_regex(OAA_CAMS),
     resources:
         **resources("cams", gpus=0),
+    log:
+        f"{LOGS}/extract_accumulated_cams-{{shard}}-of-{{num_shards}}.log",
+    benchmark:
+        f"{BENCHMARKS}/extract_accumulated_cams-{{shard}}-of-{{num_shards}}.tsv"
 
 
 rule gather_cams:

@@ -187,7 +187,5 @@ def index_check(manifest_path: str | os.PathLike, root: str | os.PathLike) -> st
         manifest = read_manifest(manifest_path)
     except ArtifactError as error:
         return f"unreadable manifest: {error}"
-    if manifest.get("root") != str(root.resolve()):
-        return f"dataset root moved to {root.resolve()}"
-    change = first_change(manifest, root)
+    change = first_change(manifest, root)  # files are compared where they lie now: a moved project reruns nothing
     return manifest["created_with"] if change is None else f"changed since indexed: {change}"

@@ -1,0 +1,98 @@
+"""How long Snakemake takes to plan a PASCAL VOC-size run (the head node's share of a cluster run), and how many jobs.
+
+    python bench/voc_plan.py [--train 10582] [--val 1449]
+
+Builds a VOC-layout tree of that size in a temporary folder (tiny placeholder files: planning reads no image),
+then times `snakemake --dry-run --configfile config/voc2012.yaml` twice: before the dataset is indexed, and
+after (with a manifest of every file, as after the first run, when the plan also checks that no indexed file
+changed: one stat call per file). Prints the figures; asserts nothing.
+"""
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from wsss.data.manifest import MANIFEST_FORMAT, NEW, content_sha256  # noqa: E402
+
+
+def make_tree(workdir: Path, train: int, val: int) -> Path:
+    root = workdir / "resources/voc2012/VOC2012"
+    for folder in ("ImageSets/Segmentation", "JPEGImages", "SegmentationClass"):
+        (root / folder).mkdir(parents=True)
+    for split, count in (("train", train), ("val", val)):
+        names = [f"{split}_{index:06d}" for index in range(count)]
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(names) + "\n")
+        for name in names:
+            (root / "JPEGImages" / f"{name}.jpg").write_bytes(name.encode())
+            (root / "SegmentationClass" / f"{name}.png").write_bytes(name.encode())
+    (workdir / "resources/weights").mkdir(parents=True)
+    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):
+        (workdir / "resources/weights" / weights).write_bytes(b"placeholder")
+    return root
+
+
+def write_manifest(workdir: Path, root: Path) -> None:
+    """A manifest of every file, as index_dataset writes it (content hashes of the placeholders)."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            status = path.stat()
+            files[path.relative_to(root).as_posix()] = {"size": status.st_size, "mtime_ns": status.st_mtime_ns,
+                                                        "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    splits = {}
+    for split in ("train", "val"):
+        names = (root / f"ImageSets/Segmentation/{split}.txt").read_text().split()
+        splits[split] = {"names": names, "tags": {name: [0] for name in names}}
+    manifest = {"format": MANIFEST_FORMAT, "root": str(root.resolve()), "created_with": NEW,
+                "class_names": ["background", "aeroplane"], "splits": splits, "files": files}
+    manifest["content_sha256"] = content_sha256(manifest)
+    path = workdir / "results/voc2012/dataset/manifest.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(manifest))
+
+
+def dry_run(workdir: Path) -> tuple[float, dict[str, int]]:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run", "--quiet", "rules"]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(result.stderr[-3000:])
+    table = (result.stdout + result.stderr).split("Job stats:")[1]
+    counts = {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)}
+    return seconds, counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=int, default=10582, help="training images (VOC train_aug: 10,582)")
+    parser.add_argument("--val", type=int, default=1449, help="evaluation images (VOC val: 1,449)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        root = make_tree(workdir, args.train, args.val)
+        print(f"VOC-size plan: {args.train} training and {args.val} evaluation images, config/voc2012.yaml "
+              f"(16 CAM and 16 pseudo-label shards per experiment)")
+        seconds, counts = dry_run(workdir)
+        print(f"  before indexing: {seconds:.1f} s, {counts['total']} jobs")
+        for rule, count in counts.items():
+            if rule != "total":
+                print(f"    {rule:32s} {count}")
+        write_manifest(workdir, root)
+        seconds, counts = dry_run(workdir)
+        print(f"  after indexing ({2 * (args.train + args.val)} files checked): {seconds:.1f} s, "
+              f"{counts['total']} jobs")
+
+
+if __name__ == "__main__":
+    main()
