@@ -42,6 +42,7 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
     assert "broken.yaml:3:" in printed and "nothere.yaml does not exist" in printed
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("damage", ["random bytes", "truncated", "a pickled list"])
 def test_a_weights_file_that_is_not_a_state_dict_is_named(tmp_path, damage):
     path = tmp_path / "vgg16.pth"

@@ -87,35 +87,31 @@ def commit(temporary: Path, path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
+def _atomic(path: str | os.PathLike, make_folder: bool):
+    temporary = prepare_temporary(path)
+    if make_folder:
+        temporary.mkdir()
+    try:
+        yield temporary
+        commit(temporary, path)
+    except BaseException:
+        remove_path(temporary)
+        raise
+
+
 def atomic_file(path: str | os.PathLike):
-    """Yield a temporary path to write the file to; it appears at `path` only if the block succeeds."""
-    temporary = prepare_temporary(path)
-    try:
-        yield temporary
-        commit(temporary, path)
-    except BaseException:
-        remove_path(temporary)
-        raise
+    """Context manager yielding a temporary path to write the file to; it appears at `path` only if the block
+    succeeds."""
+    return _atomic(path, make_folder=False)
 
 
-@contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike):
-    """Yield a temporary folder to fill; it replaces `path` as a whole only if the block succeeds.
-
-    An existing `path` is refused: a directory output is computed once, and Snakemake removes it
-    before it reruns the job.
-    """
-    path = Path(path)
-    if path.exists():
+    """Context manager yielding a temporary folder to fill; it appears at `path` as a whole only if the block
+    succeeds. An existing `path` is refused: a directory output is computed once, and Snakemake removes it
+    before it reruns the job."""
+    if Path(path).exists():
         raise FileExistsError(f"{path} exists already; remove it to recompute")
-    temporary = prepare_temporary(path)
-    temporary.mkdir()
-    try:
-        yield temporary
-        commit(temporary, path)
-    except BaseException:
-        remove_path(temporary)
-        raise
+    return _atomic(path, make_folder=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

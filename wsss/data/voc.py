@@ -15,6 +15,7 @@ manifest recorded, so a file changed after indexing is never used silently.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -192,7 +193,7 @@ class VOCLayout:
     def __repr__(self) -> str:
         return f"VOCLayout({str(self.root)!r}, manifest={str(self.manifest_path) if self.manifest else None})"
 
-    @property
+    @functools.cached_property
     def class_names(self) -> tuple[str, ...]:
         if self.manifest is not None:
             return tuple(self.manifest["class_names"])
@@ -256,7 +257,9 @@ class VOCLayout:
         relative = path.relative_to(self.root).as_posix()
         record = self.manifest["files"].get(relative)
         if record is None:
-            raise ArtifactError(f"{path} is not in the dataset manifest {self.manifest_path}")
+            if not path.exists():
+                raise ArtifactError(f"{path} does not exist")
+            raise invalidate(self.manifest_path, f"{path} was added after the dataset was indexed; the index is stale")
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -302,7 +305,7 @@ class VOCLayout:
 
     def read_saliency(self, name: str) -> np.ndarray:
         path = self.saliency_path(name)
-        if self.manifest is None and not path.exists():
+        if not path.exists():
             raise ArtifactError(f"saliency map {path} does not exist (pseudo_labels.mode 'saliency' needs one per "
                                 f"image)")
         return decode_image(self._read_checked(path), path, "L")
