@@ -172,3 +172,12 @@ def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_pa
             else:  # local rules (indexes, the table) run on the submitting host and ask for nothing
                 assert "gpu" not in job, (rule, job)
     assert len(jobs["make_pseudo_labels"]) == 16 * 5  # 16 shards for each of the 5 experiments with pseudo labels
+
+
+def test_a_missing_weights_file_stops_the_plan_before_any_job(tmp_path):
+    voc_like_tree(tmp_path, train_images=4, val_images=2)
+    (tmp_path / "resources/weights/resnet101-63fe2227.pth").unlink()
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"))
+    assert result.returncode != 0
+    assert "Missing input files" in result.stderr and "resources/weights/resnet101-63fe2227.pth" in result.stderr
+    assert not (tmp_path / "results").exists()  # nothing ran, not even the dataset's index
