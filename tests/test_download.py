@@ -1,0 +1,156 @@
+"""Downloads from an HTTP server on 127.0.0.1 (resume after a cut, pins checked) and safe archive extraction."""
+
+import hashlib
+import http.server
+import io
+import os
+import tarfile
+import threading
+import zipfile
+
+import pytest
+
+from wsss.artifacts import ArtifactError
+from wsss.data.download import DownloadError, extract, fetch, partial_path
+
+PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
+PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """Serves files from a dict, honours Range, counts the bytes sent, and can cut the first response short."""
+
+    def __init__(self, files: dict[str, bytes]):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.files, self.sent, self.cut_after = files, 0, None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = self.server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        body = data[start:]
+        if self.server.cut_after is not None:  # the connection drops mid-file, once
+            body, self.server.cut_after = body[: self.server.cut_after], None
+        self.wfile.write(body)
+        self.server.sent += len(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    served = Server({"/data.bin": PAYLOAD})
+    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread.start()
+    yield served
+    served.shutdown()
+    served.server_close()
+
+
+def test_a_cut_connection_keeps_the_partial_file_and_the_next_call_resumes_it(server, tmp_path):
+    destination = tmp_path / "data.bin"
+    server.cut_after = 1024 * 1024
+    with pytest.raises(DownloadError, match=r"downloads\.archive: fetching .* failed .* 1048576 bytes are kept in "
+                                            r".*data\.bin\.part: run again to resume"):
+        fetch("archive", f"{server.url}/data.bin", destination, PAYLOAD_SHA256, len(PAYLOAD))
+    assert not destination.exists() and partial_path(destination).stat().st_size == 1024 * 1024
+    received = fetch("archive", f"{server.url}/data.bin", destination, PAYLOAD_SHA256, len(PAYLOAD))
+    assert destination.read_bytes() == PAYLOAD and not partial_path(destination).exists()
+    assert received == len(PAYLOAD) - 1024 * 1024
+    assert server.sent == len(PAYLOAD)  # in all: the file once, not once and a third
+
+
+def test_a_wrong_pin_names_file_and_hashes_and_the_file_is_never_taken_as_done(server, tmp_path):
+    destination = tmp_path / "data.bin"
+    wrong = "0" * 64
+    with pytest.raises(DownloadError, match=rf"data\.bin has sha256 {PAYLOAD_SHA256}, expected {wrong}; kept as "):
+        fetch("archive", f"{server.url}/data.bin", destination, wrong)
+    assert not destination.exists() and partial_path(destination).exists()
+    sent = server.sent
+    fetch("archive", f"{server.url}/data.bin", destination, PAYLOAD_SHA256)  # the pin corrected: checked again
+    assert destination.read_bytes() == PAYLOAD and server.sent == sent  # without downloading it anew
+
+
+def test_an_unset_url_says_where_to_set_it_and_a_local_copy_serves(tmp_path):
+    with pytest.raises(DownloadError, match=r"downloads\.saliency\.url is not set: .*file:///"):
+        fetch("saliency", None, tmp_path / "saliency.zip", PAYLOAD_SHA256)
+    copy = tmp_path / "mirror" / "data.bin"
+    copy.parent.mkdir()
+    copy.write_bytes(PAYLOAD)
+    fetch("archive", copy.as_uri(), tmp_path / "data.bin", PAYLOAD_SHA256, len(PAYLOAD))
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+
+
+def tar_with(tmp_path, *members: tarfile.TarInfo, data: bytes = b"x") -> str:
+    path = tmp_path / "archive.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, io.BytesIO(data) if member.isreg() else None)
+    return path
+
+
+def tar_member(name: str, kind=tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname, member.size = kind, target, 1 if kind == tarfile.REGTYPE else 0
+    return member
+
+
+def test_a_tar_extracts_as_a_whole_folder(tmp_path):
+    archive = tar_with(tmp_path, tar_member("VOCdevkit/VOC2012/JPEGImages/a.jpg"),
+                       tar_member("VOCdevkit/VOC2012/ImageSets/x.txt"))
+    extract(archive, tmp_path / "out")
+    assert (tmp_path / "out/VOCdevkit/VOC2012/JPEGImages/a.jpg").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("member", [
+    tar_member("../escape.txt"),
+    tar_member("/etc/escape.txt"),
+    tar_member("VOCdevkit/link", tarfile.SYMTYPE, "../../outside"),
+    tar_member("VOCdevkit/dev", tarfile.CHRTYPE),
+], ids=["dot-dot", "absolute", "link out", "device"])
+def test_a_tar_member_that_would_escape_is_refused_by_name_and_nothing_is_extracted(tmp_path, member):
+    archive = tar_with(tmp_path, tar_member("VOCdevkit/ok.txt"), member)
+    with pytest.raises(ArtifactError, match=rf"archive\.tar\.gz: member '{member.name}' refused"):
+        extract(archive, tmp_path / "out")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["archive.tar.gz"]  # no folder, no temporary
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/abs.txt"])
+def test_a_zip_member_that_would_escape_is_refused_by_name(tmp_path, name):
+    archive = tmp_path / "annotations.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("annotations/ok.json", "{}")
+        zipped.writestr(zipfile.ZipInfo(name), "x")
+    with pytest.raises(ArtifactError, match=rf"annotations\.zip: member '{name}' refused"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_zip_symlink_is_refused(tmp_path):
+    archive = tmp_path / "images.zip"
+    link = zipfile.ZipInfo("images/link")
+    link.external_attr = (0o120777 << 16)
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(link, "../../etc/passwd")
+    with pytest.raises(ArtifactError, match=r"member 'images/link' refused: links and special files"):
+        extract(archive, tmp_path / "out")

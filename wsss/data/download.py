@@ -1,0 +1,168 @@
+"""Downloads that resume, are verified, and appear only when whole; archives extracted without escaping their folder.
+
+`fetch` streams a URL (http, https or file) into `NAME.part` beside the destination. A cut connection
+keeps the partial file and the next call asks for the rest (HTTP Range), so the bytes fetched stay
+near the file's size. The file is renamed to its name only once its sha256 (and size, when given)
+match. On a mismatch it stays `NAME.part` and the error names the file, the expected and the found
+hash: a rerun never takes it as done, and with a corrected pin it is checked again without
+downloading it anew.
+
+`extract` unpacks a tar (any compression) or zip archive into a folder that appears as a whole. A
+member that would land outside it is refused, and the error names the member: an absolute name, a
+`..`, a link pointing out, a device file. For tar, Python's `data` extraction filter decides (and an
+absolute name, which that filter would make relative, is refused as well).
+
+Standard library only: downloads run on the submitting host (local rules), which may lack the training stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ..artifacts import ArtifactError, atomic_directory, commit
+
+CHUNK_BYTES = 1 << 20
+
+
+class DownloadError(ArtifactError):
+    """A download that failed or does not match its pin; the message names the file and what to do."""
+
+
+def partial_path(destination: str | os.PathLike) -> Path:
+    destination = Path(destination)
+    return destination.with_name(destination.name + ".part")
+
+
+def _open(url: str, offset: int, timeout: float):
+    """(response, offset the response starts at) for `url` from byte `offset` on."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:  # nothing after `offset`: the partial file is whole already
+            return None, offset
+        raise
+    if url.startswith("file:"):
+        response.seek(offset)
+        return response, offset
+    return response, offset if response.status == 206 else 0
+
+
+def _copy(response, partial: Path, offset: int, total: int | None, progress) -> int:
+    """Append the response to the partial file (from `offset`); return the bytes received."""
+    received = 0
+    with open(partial, "r+b" if partial.exists() else "wb") as handle:
+        handle.seek(offset)
+        handle.truncate()
+        bar = progress(total=total, initial=offset, unit="B", unit_scale=True, desc=partial.name) if progress else None
+        while chunk := response.read(CHUNK_BYTES):
+            handle.write(chunk)
+            received += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+    return received
+
+
+def fetch(name: str, url: str | None, destination: str | os.PathLike, sha256: str | None, size: int | None = None,
+          progress=None, timeout: float = 60.0) -> int:
+    """Download `url` to `destination` (resuming a partial file), checked against `sha256` and `size`; return the
+    bytes received over the network in this call. `name` is the `downloads` entry, for the messages."""
+    destination = Path(destination)
+    if not url:
+        raise DownloadError(f"downloads.{name}.url is not set: no public mirror of {destination.name} is stable "
+                            f"enough to pin; set it in your config to a mirror or a local copy (file:///path/to/file)")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(destination)
+    offset = partial.stat().st_size if partial.exists() else 0
+    received = 0
+    if size is None or offset < size:
+        try:
+            response, start = _open(url, offset, timeout)
+            if response is not None:
+                with response:
+                    total = size or _content_total(response, start)
+                    received = _copy(response, partial, start, total, progress)
+                if total is not None and start + received < total:
+                    raise ConnectionError(f"the connection closed after {start + received} of {total} bytes")
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            kept = partial.stat().st_size if partial.exists() else 0
+            raise DownloadError(f"downloads.{name}: fetching {url} failed ({error}); {kept} bytes are kept in "
+                                f"{partial}: run again to resume") from None
+    check(name, partial, destination, sha256, size)
+    commit(partial, destination)
+    return received
+
+
+def _content_total(response, start: int) -> int | None:
+    length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+    return start + int(length) if length else None
+
+
+def check(name: str, partial: Path, destination: Path, sha256: str | None, size: int | None) -> None:
+    """The downloaded file against its pin; a mismatch is an error naming the file and both values."""
+    found_size = partial.stat().st_size
+    if size is not None and found_size != size:
+        raise DownloadError(f"downloads.{name}: {destination.name} has {found_size} bytes, the pin says {size}; "
+                            f"kept as {partial} (run again to resume if it is short)")
+    if sha256 is None:
+        raise DownloadError(f"downloads.{name}.sha256 is not set: a download is only taken once its hash is "
+                            f"checked (the file's sha256 is {file_digest(partial)}; kept as {partial})")
+    found = file_digest(partial)
+    if found != sha256.lower():
+        raise DownloadError(f"downloads.{name}: {destination.name} has sha256 {found}, expected {sha256}; kept as "
+                            f"{partial}, never taken as done (check the url and the pin)")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Unpack a tar or zip archive into `target`, which appears as a whole; a member that would land outside it
+    (or a device file) is refused, naming the member and the archive."""
+    archive, target = Path(archive), Path(target)
+    with atomic_directory(target) as temporary:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, temporary)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, temporary)
+        else:
+            raise ArtifactError(f"{archive} is neither a tar nor a zip archive")
+    return target
+
+
+def _extract_tar(archive: Path, folder: Path) -> None:
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if PurePosixPath(member.name).is_absolute():  # the data filter would strip the slash; refuse instead
+                raise ArtifactError(f"{archive}: member {member.name!r} refused: an absolute name")
+            try:
+                tar.extract(member, folder, filter="data")
+            except tarfile.FilterError as error:
+                raise ArtifactError(f"{archive}: member {member.name!r} refused: {error}") from None
+
+
+def _extract_zip(archive: Path, folder: Path) -> None:
+    with zipfile.ZipFile(archive) as zipped:
+        for member in zipped.infolist():
+            path = PurePosixPath(member.filename)
+            if path.is_absolute() or ".." in path.parts or member.filename.startswith(("\\", "/")) or ":" in path.parts[0]:
+                raise ArtifactError(f"{archive}: member {member.filename!r} refused: it would land outside {folder}")
+            kind = stat.S_IFMT(member.external_attr >> 16)  # 0 where the zip tool recorded no file type
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                raise ArtifactError(f"{archive}: member {member.filename!r} refused: links and special files are not "
+                                    f"extracted")
+            zipped.extract(member, folder)
