@@ -60,7 +60,8 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
     """RCA's per-batch work: the contrast loss (when on and started) and the memory-bank update.
 
     Regions are the tagged (image, class) pairs; those whose class score is confident enough enter
-    the bank after the loss is computed, all-gathered so every rank applies the same updates.
+    the bank after the loss is computed, all-gathered so every rank applies the same updates, in the
+    order one process would.
     """
     regions = region_embeddings(out["embeddings"], out["coarse_cams"])  # (B, C, D)
     images, classes = targets.nonzero(as_tuple=True)
@@ -73,8 +74,12 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
                                           region_seeds, num_images=num_images)
         contrast = contrast * world_size()  # DDP averages gradients over ranks; undo it for a global mean
     confident = torch.sigmoid(out["logits"].detach())[images, classes] > rca["bank_confidence"]
-    new_entries = all_gather_rows(tagged[confident].detach())
-    new_classes = all_gather_rows(classes[confident])
+    # each process holds every world_size-th image of the global batch: the gathered regions are put back in
+    # the global batch's order, so the bank fills as it would in one process
+    position = (images * world_size() + rank()) * regions.shape[1] + classes
+    order = torch.argsort(all_gather_rows(position[confident]))
+    new_entries = all_gather_rows(tagged[confident].detach())[order]
+    new_classes = all_gather_rows(classes[confident])[order]
     model.bank.update(new_entries, new_classes)
     return contrast
 
