@@ -17,6 +17,7 @@ validate_config(config, "the workflow configuration")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/downloads.smk"
 include: "workflow/rules/data.smk"
 if PRETRAIN_ENABLED:
 
@@ -32,6 +33,7 @@ include: "workflow/rules/report.smk"
 
 localrules:
     all,
+    download,
     gather_cams,
     index_ground_truth,
     benchmark,

@@ -34,9 +34,9 @@ def make_tree(workdir: Path, train: int, val: int) -> Path:
         for name in names:
             (root / "JPEGImages" / f"{name}.jpg").write_bytes(name.encode())
             (root / "SegmentationClass" / f"{name}.png").write_bytes(name.encode())
-    (workdir / "resources/weights").mkdir(parents=True)
-    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):
-        (workdir / "resources/weights" / weights).write_bytes(b"placeholder")
+    (workdir / "resources/downloads").mkdir(parents=True)
+    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):  # as if downloaded
+        (workdir / "resources/downloads" / weights).write_bytes(b"placeholder")
     return root
 
 

@@ -154,3 +154,28 @@ def test_a_zip_symlink_is_refused(tmp_path):
         zipped.writestr(link, "../../etc/passwd")
     with pytest.raises(ArtifactError, match=r"member 'images/link' refused: links and special files"):
         extract(archive, tmp_path / "out")
+
+
+def test_the_download_rule_takes_an_entry_of_the_config_only_once_its_pin_matches(server, tmp_path):
+    import yaml
+
+    from conftest import snakemake
+
+    def run(sha256: str, url: str, *options: str):
+        config = {"dataset": {"name": "d", "source": "synthetic", "root": "resources/d"},
+                  "downloads": {"weights.pth": {"url": url, "sha256": sha256, "size": len(PAYLOAD)}}}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        return snakemake(tmp_path, "resources/downloads/weights.pth", "--configfile", "config.yaml", *options)
+
+    target = tmp_path / "resources/downloads/weights.pth"
+    result = run("0" * 64, f"{server.url}/data.bin")
+    assert result.returncode != 0 and not target.exists() and partial_path(target).exists()
+    log = (tmp_path / "results/logs/download-weights.pth.log").read_text()
+    assert f"weights.pth has sha256 {PAYLOAD_SHA256}, expected {'0' * 64}" in log
+    result = run(PAYLOAD_SHA256[:8], f"{server.url}/data.bin")  # a published prefix, as torchvision's
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert target.read_bytes() == PAYLOAD and server.sent == len(PAYLOAD)  # checked again, not fetched again
+    mirror = tmp_path / "mirror.bin"
+    mirror.write_bytes(PAYLOAD)
+    result = run(PAYLOAD_SHA256[:8], mirror.as_uri(), "--dry-run")  # a mirror serves the same file
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr

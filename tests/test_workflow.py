@@ -133,9 +133,9 @@ def voc_like_tree(workdir, train_images: int, val_images: int):
     for split, count in (("train", train_images), ("val", val_images)):
         names = [f"2008_{index:06d}" for index in range(count)]
         (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(names) + "\n")
-    (workdir / "resources/weights").mkdir(parents=True)
-    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):
-        (workdir / "resources/weights" / weights).write_bytes(b"placeholder")
+    (workdir / "resources/downloads").mkdir(parents=True)
+    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):  # as if downloaded
+        (workdir / "resources/downloads" / weights).write_bytes(b"placeholder")
     return root
 
 
@@ -176,8 +176,19 @@ def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_pa
 
 def test_a_missing_weights_file_stops_the_plan_before_any_job(tmp_path):
     voc_like_tree(tmp_path, train_images=4, val_images=2)
-    (tmp_path / "resources/weights/resnet101-63fe2227.pth").unlink()
-    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"))
+    config = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())
+    config["segmentation"]["backbone"]["weights"] = "weights/my-resnet101.pth"  # a site's own file, not a download
+    (tmp_path / "voc.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--configfile", "voc.yaml")
     assert result.returncode != 0
-    assert "Missing input files" in result.stderr and "resources/weights/resnet101-63fe2227.pth" in result.stderr
+    assert "Missing input files" in result.stderr and "weights/my-resnet101.pth" in result.stderr
     assert not (tmp_path / "results").exists()  # nothing ran, not even the dataset's index
+
+
+def test_weights_in_downloads_are_fetched_by_the_plan_not_at_training_time(tmp_path):
+    voc_like_tree(tmp_path, train_images=4, val_images=2)
+    (tmp_path / "resources/downloads/vgg16-397923af.pth").unlink()
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout + result.stderr)
+    assert len(jobs["download"]) == 1 and jobs["download"][0] == {"tmpdir": "/tmp"}  # a local rule

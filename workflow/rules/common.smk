@@ -29,6 +29,7 @@ EXP = f"{RESULTS}/{{experiment}}"
 LOGS = f"{RESULTS}/{{experiment}}/logs"
 BENCHMARKS = f"{RESULTS}/{{experiment}}/benchmarks"
 MANIFEST = f"{RESULTS}/dataset/manifest.json"  # the dataset's splits, checked and content-hashed
+DOWNLOADS = "resources/downloads"  # the config's `downloads`, one file each
 BENCHMARK_CSV = "results/benchmark.csv"
 BENCHMARK_MD = "results/benchmark.md"
 PRETRAIN_ENABLED = pretrain_enabled(config)  # the built-in stand-in for ImageNet weights

@@ -3,7 +3,7 @@
 `fetch` streams a URL (http, https or file) into `NAME.part` beside the destination. A cut connection
 keeps the partial file and the next call asks for the rest (HTTP Range), so the bytes fetched stay
 near the file's size. The file is renamed to its name only once its sha256 (and size, when given)
-match. On a mismatch it stays `NAME.part` and the error names the file, the expected and the found
+match; a pin may be a prefix of the hash (at least 8 hex digits) where only that is published. On a mismatch it stays `NAME.part` and the error names the file, the expected and the found
 hash: a rerun never takes it as done, and with a corrected pin it is checked again without
 downloading it anew.
 
@@ -117,9 +117,10 @@ def check(name: str, partial: Path, destination: Path, sha256: str | None, size:
         raise DownloadError(f"downloads.{name}.sha256 is not set: a download is only taken once its hash is "
                             f"checked (the file's sha256 is {file_digest(partial)}; kept as {partial})")
     found = file_digest(partial)
-    if found != sha256.lower():
-        raise DownloadError(f"downloads.{name}: {destination.name} has sha256 {found}, expected {sha256}; kept as "
-                            f"{partial}, never taken as done (check the url and the pin)")
+    if not found.startswith(sha256.lower()):  # a pin may be a prefix, where only that is published
+        raise DownloadError(f"downloads.{name}: {destination.name} has sha256 {found}, expected "
+                            f"{sha256}{'...' if len(sha256) < 64 else ''}; kept as {partial}, never taken as done "
+                            f"(check the url and the pin)")
 
 
 def file_digest(path: Path) -> str:
