@@ -44,6 +44,7 @@ rule all:
         BENCHMARK_CSV,
         BENCHMARK_MD,
         [path for experiment in RUN for path in experiment_figures(experiment)],
+        [path for experiment in RUN for path in test_archives(experiment)],
         [f"{PRETRAIN}/figures/classifier_curve.png"] if PRETRAIN_ENABLED else [],
     default_target: True
 

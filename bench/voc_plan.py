@@ -1,6 +1,6 @@
 """How long Snakemake takes to plan a PASCAL VOC-size run (the head node's share of a cluster run), and how many jobs.
 
-    python bench/voc_plan.py [--train 10582] [--val 1449]
+    python bench/voc_plan.py [--train 10582] [--score 1464] [--val 1449] [--test 1456]
 
 Builds a VOC-layout tree of that size in a temporary folder (tiny placeholder files: planning reads no image),
 then times `snakemake --dry-run --configfile config/voc2012.yaml` twice: before the dataset is indexed, and
@@ -24,16 +24,22 @@ sys.path.insert(0, str(REPO))
 from wsss.data.manifest import MANIFEST_FORMAT, NEW, content_sha256  # noqa: E402
 
 
-def make_tree(workdir: Path, train: int, val: int) -> Path:
+SPLITS = {"train_aug": "SegmentationClassAug", "train": "SegmentationClass", "val": "SegmentationClass",
+          "test": None}  # as config/voc2012.yaml uses them, with the folder of their masks
+
+
+def make_tree(workdir: Path, counts: dict[str, int]) -> Path:
     root = workdir / "resources/voc2012/VOC2012"
-    for folder in ("ImageSets/Segmentation", "JPEGImages", "SegmentationClass"):
+    for folder in ("ImageSets/Segmentation", "JPEGImages", "SegmentationClass", "SegmentationClassAug"):
         (root / folder).mkdir(parents=True)
-    for split, count in (("train", train), ("val", val)):
-        names = [f"{split}_{index:06d}" for index in range(count)]
-        (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(names) + "\n")
-        for name in names:
+    names = {split: [f"{split}_{index:06d}" for index in range(count)] for split, count in counts.items()}
+    names["train"] = names["train_aug"][: counts["train"]]  # scored images are training images
+    for split, split_names in names.items():
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(split_names) + "\n")
+        for name in split_names:
             (root / "JPEGImages" / f"{name}.jpg").write_bytes(name.encode())
-            (root / "SegmentationClass" / f"{name}.png").write_bytes(name.encode())
+            if SPLITS[split]:
+                (root / SPLITS[split] / f"{name}.png").write_bytes(name.encode())
     (workdir / "resources/downloads").mkdir(parents=True)
     for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):  # as if downloaded
         (workdir / "resources/downloads" / weights).write_bytes(b"placeholder")
@@ -49,11 +55,12 @@ def write_manifest(workdir: Path, root: Path) -> None:
             files[path.relative_to(root).as_posix()] = {"size": status.st_size, "mtime_ns": status.st_mtime_ns,
                                                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     splits = {}
-    for split in ("train", "val"):
+    for split in SPLITS:
         names = (root / f"ImageSets/Segmentation/{split}.txt").read_text().split()
-        splits[split] = {"names": names, "tags": {name: [0] for name in names}}
+        splits[split] = {"names": names, "tags": {name: [0] for name in names} if split == "train_aug" else {}}
     manifest = {"format": MANIFEST_FORMAT, "root": str(root.resolve()), "created_with": NEW,
-                "class_names": ["background", "aeroplane"], "splits": splits, "files": files}
+                "class_names": ["background", "aeroplane"], "mask_dirs": {"train_aug": "SegmentationClassAug"},
+                "splits": splits, "files": files}
     manifest["content_sha256"] = content_sha256(manifest)
     path = workdir / "results/voc2012/dataset/manifest.json"
     path.parent.mkdir(parents=True)
@@ -76,13 +83,17 @@ def dry_run(workdir: Path) -> tuple[float, dict[str, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=10582, help="training images (VOC train_aug: 10,582)")
+    parser.add_argument("--score", type=int, default=1464, help="scored training images (VOC train: 1,464)")
     parser.add_argument("--val", type=int, default=1449, help="evaluation images (VOC val: 1,449)")
+    parser.add_argument("--test", type=int, default=1456, help="test images (VOC test: 1,456)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        root = make_tree(workdir, args.train, args.val)
-        print(f"VOC-size plan: {args.train} training and {args.val} evaluation images, config/voc2012.yaml "
-              f"(16 CAM and 16 pseudo-label shards per experiment)")
+        counts = {"train_aug": args.train, "train": args.score, "val": args.val, "test": args.test}
+        root = make_tree(workdir, counts)
+        files = sum(1 for path in root.rglob("*") if path.is_file())
+        print(f"VOC-size plan: {args.train} training images ({args.score} scored), {args.val} evaluation and "
+              f"{args.test} test images, config/voc2012.yaml (16 CAM and 16 pseudo-label shards per experiment)")
         seconds, counts = dry_run(workdir)
         print(f"  before indexing: {seconds:.1f} s, {counts['total']} jobs")
         for rule, count in counts.items():
@@ -90,8 +101,7 @@ def main() -> None:
                 print(f"    {rule:32s} {count}")
         write_manifest(workdir, root)
         seconds, counts = dry_run(workdir)
-        print(f"  after indexing ({2 * (args.train + args.val)} files checked): {seconds:.1f} s, "
-              f"{counts['total']} jobs")
+        print(f"  after indexing ({files} files checked): {seconds:.1f} s, {counts['total']} jobs")
 
 
 if __name__ == "__main__":

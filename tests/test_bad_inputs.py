@@ -151,3 +151,32 @@ def test_a_trained_model_with_non_finite_weights_is_refused(tmp_path):
     torch.save({"model": state, "num_classes": 3, "settings": settings}, tmp_path / "model.pt")
     with pytest.raises(ArtifactError, match=r"model\.pt: tensor classifier\.weight holds values that are not finite"):
         load_classifier(tmp_path / "model.pt", torch.device("cpu"))
+
+
+def test_a_scored_split_outside_the_training_split_or_missing_a_mask_is_named(dataset):
+    layout = VOCLayout(dataset)
+    train = layout.names("train")
+    layout.split_file("scored").write_text("\n".join(train[:3] + ["val_000001"]) + "\n")
+    specs = {"train": {"tags": True}, "scored": {"tags": False, "require_masks": True, "subset_of": "train"}}
+    with pytest.raises(ArtifactError, match=r"split 'scored' .* has 1 images that are not in split 'train', "
+                                            r"e.g. val_000001"):
+        build_manifest(dataset, specs)
+    layout.split_file("scored").write_text("\n".join(train[:3]) + "\n")
+    layout.label_path(train[1]).unlink()
+    with pytest.raises(ArtifactError, match=rf"{train[1]}\.png does not exist: split 'scored' is scored"):
+        build_manifest(dataset, specs)
+
+
+def test_a_test_split_needs_no_masks_and_another_split_takes_its_masks_from_its_folder(dataset):
+    layout = VOCLayout(dataset)
+    for name in layout.names("val"):
+        layout.label_path(name).rename(layout.root / "SegmentationClass" / f"{name}.unused")
+    manifest = build_manifest(dataset, {"train": {"tags": True}, "val": {"tags": False}})
+    assert manifest["splits"]["val"]["names"] == layout.names("val")
+    (layout.root / "SegmentationClassAug").mkdir()
+    name = first(dataset)
+    shutil.copy(layout.label_path(name), layout.root / "SegmentationClassAug" / f"{name}.png")
+    layout.split_file("aug").write_text(name + "\n")
+    manifest = build_manifest(dataset, {"aug": {"tags": True, "masks": "SegmentationClassAug"}})
+    assert manifest["mask_dirs"] == {"aug": "SegmentationClassAug"}
+    assert f"SegmentationClassAug/{name}.png" in manifest["files"]

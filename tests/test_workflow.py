@@ -12,7 +12,7 @@ from conftest import REPO, TINY_CONFIG, snakemake
 
 # the rules whose scripts run torch, and so must apply the compute settings (deterministic mode, threads)
 TORCH_RULES = ("prepare_dataset", "pretrain_backbone", "train_classifier", "extract_cams", "evaluate_cams",
-               "make_pseudo_labels", "train_segmentation", "evaluate_segmentation")
+               "make_pseudo_labels", "train_segmentation", "evaluate_segmentation", "predict_test")
 
 
 @pytest.mark.slow
@@ -130,9 +130,12 @@ def voc_like_tree(workdir, train_images: int, val_images: int):
     """A VOC-layout root with split lists only (a dry run reads no image) and placeholder weight files."""
     root = workdir / "resources/voc2012/VOC2012"
     (root / "ImageSets/Segmentation").mkdir(parents=True)
-    for split, count in (("train", train_images), ("val", val_images)):
-        names = [f"2008_{index:06d}" for index in range(count)]
-        (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(names) + "\n")
+    names = {"train_aug": [f"2008_{index:06d}" for index in range(train_images)],
+             "val": [f"2009_{index:06d}" for index in range(val_images)],
+             "test": [f"2010_{index:06d}" for index in range(val_images)]}
+    names["train"] = names["train_aug"][::7]
+    for split, split_names in names.items():
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(split_names) + "\n")
     (workdir / "resources/downloads").mkdir(parents=True)
     for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):  # as if downloaded
         (workdir / "resources/downloads" / weights).write_bytes(b"placeholder")
@@ -158,7 +161,7 @@ def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout + result.stderr)
     gpu_rules = {"train_classifier", "train_classifier_accumulating", "extract_cams", "train_segmentation",
-                 "evaluate_segmentation"}
+                 "evaluate_segmentation", "predict_test"}
     cpu_rules = {"index_dataset", "extract_accumulated_cams", "evaluate_cams", "make_pseudo_labels",
                  "evaluate_pseudo_labels"}
     assert gpu_rules | cpu_rules <= set(jobs)

@@ -23,10 +23,10 @@ def evaluate_cams(cams_path: str | Path, dataset: str | Path | VOCLayout, split:
     with open_hdf5(cams_path) as handle:
         for name in progress(names, desc="evaluating CAM seeds"):
             cams, tags = read_cam_entry(handle, name)
-            truth = layout.read_mask(name)
+            truth = layout.read_mask(name, split)
             if cams.shape[1:] != truth.shape:
                 raise ArtifactError(f"CAMs of {name} in {cams_path} are {cams.shape[1:]}, its mask "
-                                    f"{layout.label_path(name)} {truth.shape}")
+                                    f"{layout.label_path(name, split)} {truth.shape}")
             for index, threshold in enumerate(thresholds):
                 confusions[index] += confusion_matrix(truth, seed_label(cams, tags, threshold), num_classes)
     sweep = [{"threshold": t, "miou": summarise(c, layout.class_names)["miou"]} for t, c in zip(thresholds, confusions)]
@@ -50,7 +50,7 @@ def evaluate_label_maps(label_paths: dict[str, Path], dataset: str | Path | VOCL
     labelled_confusion = np.zeros_like(confusion)
     ignored = total = 0
     for name in progress(names, desc=f"evaluating {stage}"):
-        truth = layout.read_mask(name)
+        truth = layout.read_mask(name, split)
         prediction = read_label_png(label_paths[name], truth.shape, num_classes)
         confusion += confusion_matrix(truth, prediction, num_classes)
         labelled = prediction != IGNORE_INDEX

@@ -53,8 +53,9 @@ def colourise(label: np.ndarray) -> np.ndarray:
     return PALETTE[label]
 
 
-def cam_overlays(cams_path: str | Path, dataset: str | Path | VOCLayout, names: list[str], path: str | Path) -> None:
-    """Per image: the image, the truth, and each tagged class's CAM over the image."""
+def cam_overlays(cams_path: str | Path, dataset: str | Path | VOCLayout, names: list[str], path: str | Path,
+                 split: str | None = None) -> None:
+    """Per image: the image, the truth (the masks of `split`), and each tagged class's CAM over the image."""
     layout = open_layout(dataset)
     with open_hdf5(cams_path) as handle:
         entries = [(name, *read_cam_entry(handle, name)) for name in names]
@@ -64,7 +65,7 @@ def cam_overlays(cams_path: str | Path, dataset: str | Path | VOCLayout, names: 
         image = layout.read_image(name)
         row[0].imshow(image)
         row[0].set_title(name, fontsize=7)
-        row[1].imshow(colourise(layout.read_mask(name)))
+        row[1].imshow(colourise(layout.read_mask(name, split)))
         row[1].set_title("truth", fontsize=7)
         for axis, cam, tag in zip(row[2:], cams, tags):
             axis.imshow(image)
@@ -76,15 +77,16 @@ def cam_overlays(cams_path: str | Path, dataset: str | Path | VOCLayout, names: 
 
 
 def label_grid(dataset: str | Path | VOCLayout, columns: dict[str, dict[str, Path]], names: list[str],
-               path: str | Path) -> None:
-    """Per image: the image, the truth and one column per labelling (e.g. pseudo labels, predictions)."""
+               path: str | Path, split: str | None = None) -> None:
+    """Per image: the image, the truth (the masks of `split`) and one column per labelling (e.g. pseudo labels,
+    predictions)."""
     layout = open_layout(dataset)
     width = 2 + len(columns)
     figure, axes = plt.subplots(len(names), width, figsize=(2 * width, 2 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
         row[0].imshow(layout.read_image(name))
         row[0].set_title(name, fontsize=7)
-        row[1].imshow(colourise(layout.read_mask(name)))
+        row[1].imshow(colourise(layout.read_mask(name, split)))
         row[1].set_title("truth", fontsize=7)
         for axis, (title, paths) in zip(row[2:], columns.items()):
             axis.imshow(colourise(read_label_png(paths[name])))

@@ -1,4 +1,5 @@
-"""Inference with trained models: loading them (checked) and DeepLab-v2's predictions on a split."""
+"""Inference with trained models: loading them (checked), DeepLab-v2's predictions on a split, and the
+evaluation server's archive of a test split's predictions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .artifacts import atomic_directory
+from .artifacts import atomic_directory, atomic_file
 from .checkpoint import load_trained_model
 from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from .data.voc import VOCLayout, open_layout, write_label_png
@@ -52,3 +53,18 @@ def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str,
                     probability = dense_crf(layout.read_image(name), probability, crf_settings)
                 write_label_png(temporary / f"{name}.png", probability.argmax(0).astype(np.uint8), atomic=False)
     return {name: out_dir / f"{name}.png" for name in names}
+
+
+SERVER_FOLDER = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"  # the VOC server's layout
+
+
+def archive_predictions(predictions: str | Path, archive: str | Path) -> int:
+    """Pack a folder of prediction PNGs as the VOC evaluation server expects them (results/VOC2012/
+    Segmentation/comp6_test_cls/NAME.png, palette PNGs) into a .tar.gz; return the number of images."""
+    import tarfile
+
+    pngs = sorted(Path(predictions).glob("*.png"))
+    with atomic_file(archive) as temporary, tarfile.open(temporary, "w:gz") as tar:
+        for png in pngs:
+            tar.add(png, arcname=str(SERVER_FOLDER / png.name))
+    return len(pngs)

@@ -10,6 +10,7 @@ imports torch. `tests/test_workflow.py` parses the Snakefile with torch made uni
   not change results (the loader workers, the resources a job asks for) is left out.
 - `rule_resources` / `rule_threads`: what a job of a stage asks its scheduler for (config key
   `resources`): cores, GPUs, memory, wall time, and where the site sets them, GPU model and partition.
+- `split_roles` / `index_specs`: which split plays which part, and how the dataset's index checks it.
 - `pretrain_*`: the settings of the built-in dataset's pretraining stage.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import copy
 import json
 
-from .config import deep_merge, derive_seed, resolve_experiment, result_compute
+from .config import deep_merge, derive_seed, experiments_to_run, resolve_experiment, result_compute
 
 PRETRAIN_EXPERIMENT = "pretrain"
 GPU_STAGES = ("pretrain", "classifier", "cams", "segmentation", "predict")
@@ -52,6 +53,34 @@ def rule_resources(config: dict, stage: str, gpus: int | None = None) -> dict:
     if partition:
         resources["slurm_partition"] = partition
     return resources
+
+
+def split_roles(config: dict) -> dict[str, str | None]:
+    """The split of each role: `train` (classifier, CAMs, pseudo labels, DeepLab-v2), `score` (CAM seeds and
+    pseudo labels scored), `eval` (DeepLab-v2 scored), `test` (predicted only; None when there is none)."""
+    dataset = config["dataset"]
+    return {"train": dataset["train_split"], "score": dataset["score_split"] or dataset["train_split"],
+            "eval": dataset["eval_split"], "test": dataset["test_split"]}
+
+
+def index_specs(config: dict) -> dict[str, dict]:
+    """How `index_dataset` checks each split the run uses (see data.manifest.split_spec): where its masks are,
+    whether it needs tags and masks, which split must contain it."""
+    roles = split_roles(config)
+    oracle = any(resolve_experiment(config, name)["segmentation"]["labels"] == "ground_truth"
+                 for name in experiments_to_run(config))
+    specs: dict[str, dict] = {}
+    for role, split in roles.items():
+        if split is None:
+            continue
+        spec = specs.setdefault(split, {"tags": False, "require_masks": False})
+        spec["tags"] |= role == "train"
+        spec["require_masks"] |= role in ("score", "eval") or (role == "train" and oracle)
+        if role == "score" and split != roles["train"]:
+            spec["subset_of"] = roles["train"]
+        if split in config["dataset"]["masks"]:
+            spec["masks"] = config["dataset"]["masks"][split]
+    return specs
 
 
 def pretrain_enabled(config: dict) -> bool:

@@ -66,12 +66,12 @@ rule evaluate_cams:
         dataset=DATA_ROOT,
         manifest=MANIFEST,
     output:
-        out=f"{EXP}/metrics/cam_{TRAIN_SPLIT}.json",
+        out=f"{EXP}/metrics/cam_{SCORE_SPLIT}.json",
         sweep_figure=f"{EXP}/figures/cam_threshold_sweep.png",
         overlay_figure=f"{EXP}/figures/cam_overlays.png",
     params:
         settings=settings("cam"),
-        split=TRAIN_SPLIT,
+        split=SCORE_SPLIT,
         code_version=code("evaluate_cams.py"),
     threads: threads("evaluation")
     resources:

@@ -13,15 +13,20 @@ from wsss.rules import (
     pretrain_classifier_settings,
     pretrain_dataset_settings,
     pretrain_enabled,
+    index_specs,
     rule_resources,
     rule_settings,
     rule_threads,
+    split_roles,
 )
 
 DATASET = config["dataset"]["name"]
 DATA_ROOT = config["dataset"]["root"]
-TRAIN_SPLIT = config["dataset"]["train_split"]
-EVAL_SPLIT = config["dataset"]["eval_split"]
+SPLITS = split_roles(config)
+TRAIN_SPLIT = SPLITS["train"]  # classifier, CAMs, pseudo labels, DeepLab-v2
+SCORE_SPLIT = SPLITS["score"]  # CAM seeds and pseudo labels scored against its masks
+EVAL_SPLIT = SPLITS["eval"]  # DeepLab-v2 scored
+TEST_SPLIT = SPLITS["test"]  # predicted for an evaluation server (None: no test split)
 EXPERIMENTS = list(config["experiments"])  # every experiment has rules ...
 RUN = experiments_to_run(config)  # ... the default target builds these
 RESULTS = f"results/{DATASET}"
@@ -116,8 +121,8 @@ def classifier_inputs(wildcards):
 def experiment_metrics(experiment):
     """The metrics files of an experiment (an oracle has no CAMs or pseudo labels)."""
     seeds_and_labels = [
-        f"{RESULTS}/{experiment}/metrics/cam_{TRAIN_SPLIT}.json",
-        f"{RESULTS}/{experiment}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
+        f"{RESULTS}/{experiment}/metrics/cam_{SCORE_SPLIT}.json",
+        f"{RESULTS}/{experiment}/metrics/pseudo_label_{SCORE_SPLIT}.json",
     ]
     return [
         *([] if trains_on_ground_truth(experiment) else seeds_and_labels),
@@ -132,3 +137,8 @@ def experiment_figures(experiment):
     if not trains_on_ground_truth(experiment):
         figures += ["classifier_curve.png", "cam_threshold_sweep.png", "cam_overlays.png", "pseudo_labels.png"]
     return [f"{RESULTS}/{experiment}/figures/{name}" for name in figures]
+
+
+def test_archives(experiment):
+    """The evaluation server's archive of an experiment's test predictions (none without a test split)."""
+    return [f"{RESULTS}/{experiment}/test_predictions.tar.gz"] if TEST_SPLIT else []

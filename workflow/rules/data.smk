@@ -31,7 +31,7 @@ rule index_dataset:
     output:
         out=MANIFEST,
     params:
-        splits=list(dict.fromkeys([TRAIN_SPLIT, EVAL_SPLIT])),
+        splits=json.dumps(index_specs(config), sort_keys=True),
         check=lambda wildcards: index_check(MANIFEST, DATA_ROOT),
         code_version=code("index_dataset.py"),
     threads: threads("prepare")

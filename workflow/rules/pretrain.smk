@@ -21,7 +21,7 @@ use rule index_dataset as index_pretrain_dataset with:
     output:
         out=PRETRAIN_MANIFEST,
     params:
-        splits=["train"],
+        splits=json.dumps(["train"]),
         check=lambda wildcards: index_check(PRETRAIN_MANIFEST, PRETRAIN_DATA_ROOT),
         code_version=code("index_dataset.py"),
     log:

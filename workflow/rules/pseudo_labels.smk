@@ -34,10 +34,10 @@ rule evaluate_pseudo_labels:
         manifest=MANIFEST,
     output:
         index=f"{EXP}/pseudo_labels/index.txt",
-        out=f"{EXP}/metrics/pseudo_label_{TRAIN_SPLIT}.json",
+        out=f"{EXP}/metrics/pseudo_label_{SCORE_SPLIT}.json",
         figure=f"{EXP}/figures/pseudo_labels.png",
     params:
-        split=TRAIN_SPLIT,
+        split=SCORE_SPLIT,
         code_version=code("evaluate_pseudo_labels.py"),
     threads: threads("evaluation")
     resources:

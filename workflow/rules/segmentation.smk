@@ -67,3 +67,29 @@ rule evaluate_segmentation:
         ENV
     script:
         "../scripts/evaluate_segmentation.py"
+
+
+# A test split (dataset.test_split): predictions only, packed as the evaluation server expects them.
+rule predict_test:
+    input:
+        model=f"{EXP}/segmentation/model.pt",
+        dataset=DATA_ROOT,
+        manifest=MANIFEST,
+    output:
+        predictions=directory(f"{EXP}/segmentation/predictions_{TEST_SPLIT}"),
+        archive=f"{EXP}/test_predictions.tar.gz",
+    params:
+        settings=settings("segmentation", "crf"),
+        split=TEST_SPLIT,
+        code_version=code("predict_test.py"),
+    threads: threads("predict")
+    resources:
+        **resources("predict"),
+    log:
+        f"{LOGS}/predict_test.log",
+    benchmark:
+        f"{BENCHMARKS}/predict_test.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/predict_test.py"

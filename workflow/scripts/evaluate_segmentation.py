@@ -26,4 +26,4 @@ metrics = evaluate_label_maps(paths, layout, args.split, "segmentation")
 metrics["crf_post_processing"] = crf is not None
 write_json(args.out, {**metrics, "run": run_record()})
 log.info("segmentation mIoU on %s: %.4f", args.split, metrics["miou"])
-label_grid(layout, {"prediction": paths}, layout.names(args.split)[:6], args.figure)
+label_grid(layout, {"prediction": paths}, layout.names(args.split)[:6], args.figure, args.split)

@@ -14,5 +14,5 @@ parser.add_argument("--split", default="train")
 parser.add_argument("--out", required=True, help="output: NAME PATH SHA256 list of the masks")
 args = parse_args(parser, globals().get("snakemake"))
 layout = open_layout(args.dataset, args.manifest)
-masks = {name: layout.label_path(name) for name in layout.names(args.split)}
+masks = {name: layout.label_path(name, args.split) for name in layout.names(args.split)}
 print(f"indexed {write_index({name: (path, file_sha256(path)) for name, path in masks.items()}, args.out)} masks")

@@ -68,20 +68,34 @@ def _split_entries(layout, split: str) -> tuple[list[str], Path | None]:
     return names, (class_list if class_list.exists() else None)
 
 
-def build_manifest(root: str | os.PathLike, splits: list[str], created_with: str = NEW, workers: int = 1,
-                   progress=None) -> dict:
-    """Check every file of `splits` under `root` and record it; raise ArtifactError naming the first bad file."""
-    from .voc import VOCLayout, read_class_list
+def split_spec(spec: dict | None = None) -> dict:
+    """What a split is indexed with: `masks` (their folder), `tags` (needed: from its class list, else its masks),
+    `require_masks` (it is scored or trained on against them), `subset_of` (a split that must hold all its images)."""
+    from .voc import DEFAULT_MASKS
+
+    return {"masks": DEFAULT_MASKS, "tags": True, "require_masks": False, "subset_of": None, **(spec or {})}
+
+
+def build_manifest(root: str | os.PathLike, splits: dict[str, dict] | list[str], created_with: str = NEW,
+                   workers: int = 1, progress=None) -> dict:
+    """Check every file of `splits` under `root` and record it; raise ArtifactError naming the first bad file.
+
+    `splits`: {split: spec} (see `split_spec`), or a list of split names with the default spec.
+    """
+    from .voc import DEFAULT_MASKS, VOCLayout, read_class_list
 
     root = Path(root)
-    layout = VOCLayout(root)
+    specs = {split: split_spec(spec) for split, spec in
+             (splits.items() if isinstance(splits, dict) else ((split, None) for split in splits))}
+    mask_dirs = {split: spec["masks"] for split, spec in specs.items() if spec["masks"] != DEFAULT_MASKS}
+    layout = VOCLayout(root, mask_dirs=mask_dirs)
     class_names = list(layout.class_names)
-    names_of = {split: _split_entries(layout, split) for split in dict.fromkeys(splits)}
+    names_of = {split: _split_entries(layout, split) for split in specs}
     tasks = {}
-    for names, _ in names_of.values():
+    for split, (names, _) in names_of.items():
         for name in names:
             tasks.setdefault(layout.image_path(name), "image")
-            for path, kind in ((layout.label_path(name), "mask"), (layout.saliency_path(name), "saliency")):
+            for path, kind in ((layout.label_path(name, split), "mask"), (layout.saliency_path(name), "saliency")):
                 if path.exists():
                     tasks.setdefault(path, kind)
     jobs = [(str(root), path.relative_to(root).as_posix(), kind, len(class_names)) for path, kind in tasks.items()]
@@ -91,35 +105,48 @@ def build_manifest(root: str | os.PathLike, splits: list[str], created_with: str
         if path.exists():
             files[path.relative_to(root).as_posix()] = _plain_record(path)
 
+    def record_of(path: Path) -> dict | None:
+        return files.get(path.relative_to(root).as_posix())
+
     split_records = {}
     for split, (names, class_list) in names_of.items():
+        spec = specs[split]
         files[layout.split_file(split).relative_to(root).as_posix()] = _plain_record(layout.split_file(split))
+        if spec["subset_of"] is not None:
+            superset = set(names_of[spec["subset_of"]][0])
+            outside = [name for name in names if name not in superset]
+            if outside:
+                raise ArtifactError(f"split {split!r} ({layout.split_file(split)}) has {len(outside)} images that are "
+                                    f"not in split {spec['subset_of']!r}, e.g. {outside[0]}")
+        tags = {}
         if class_list is not None:
             files[class_list.relative_to(root).as_posix()] = _plain_record(class_list)
             listed = read_class_list(class_list, len(class_names) - 1)
             missing = [name for name in names if name not in listed]
-            if missing:
+            if missing and spec["tags"]:
                 raise ArtifactError(f"{class_list}: no tags for {len(missing)} images of split {split!r}, "
                                     f"e.g. {missing[0]}")
-            tags = {name: listed[name] for name in names}
-        else:
-            tags = {}
+            tags = {name: listed[name] for name in names if name in listed}
+        elif spec["tags"]:
             for name in names:
-                mask = files.get(layout.label_path(name).relative_to(root).as_posix())
+                mask = record_of(layout.label_path(name, split))
                 if mask is None:
                     raise ArtifactError(f"split {split!r} has no class list ({layout.class_list_file(split)}) and "
-                                        f"{layout.label_path(name)} does not exist to derive the tags from")
+                                        f"{layout.label_path(name, split)} does not exist to derive the tags from")
                 tags[name] = mask["tags"]
         for name in names:
-            image = files[layout.image_path(name).relative_to(root).as_posix()]
-            for path in (layout.label_path(name), layout.saliency_path(name)):
-                other = files.get(path.relative_to(root).as_posix())
+            image = record_of(layout.image_path(name))
+            if spec["require_masks"] and not layout.label_path(name, split).exists():
+                raise ArtifactError(f"{layout.label_path(name, split)} does not exist: split {split!r} is scored or "
+                                    f"trained on against its masks")
+            for path in (layout.label_path(name, split), layout.saliency_path(name)):
+                other = record_of(path) if path.exists() else None
                 if other is not None and other["shape"] != image["shape"]:
                     raise ArtifactError(f"{path}: size {other['shape'][1]}x{other['shape'][0]} differs from its "
                                         f"image {layout.image_path(name)} ({image['shape'][1]}x{image['shape'][0]})")
         split_records[split] = {"names": names, "tags": tags}
     manifest = {"format": MANIFEST_FORMAT, "root": str(root.resolve()), "created_with": created_with,
-                "class_names": class_names, "splits": split_records, "files": files}
+                "class_names": class_names, "mask_dirs": mask_dirs, "splits": split_records, "files": files}
     manifest["content_sha256"] = content_sha256(manifest)
     return manifest
 
@@ -143,7 +170,8 @@ def _inspect_all(jobs: list, workers: int, progress) -> list[dict]:
 def content_sha256(manifest: dict) -> str:
     """A hash of what the stages see (class names, split names and tags, file contents); not of where the
     files lie or when they were written."""
-    content = {"class_names": manifest["class_names"], "splits": manifest["splits"],
+    content = {"class_names": manifest["class_names"], "mask_dirs": manifest.get("mask_dirs", {}),
+               "splits": manifest["splits"],
                "files": {name: record["sha256"] for name, record in sorted(manifest["files"].items())}}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 

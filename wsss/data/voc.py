@@ -3,6 +3,7 @@
 A dataset root holds
     JPEGImages/NAME.jpg                 RGB images
     SegmentationClass/NAME.png          palette PNG, 0 = background, 1..C = classes, 255 = ignore
+                                        (a split's masks may lie in another folder: SegmentationClassAug)
     ImageSets/Segmentation/SPLIT.txt    one image name a line
     ImageSets/Segmentation/SPLIT_cls.txt  "NAME c1 c2 ..." with 0-based foreground classes (RCA's format)
     saliency/NAME.png                   optional grey-level saliency maps (0..255)
@@ -175,20 +176,26 @@ def tags_from_label(label: np.ndarray, num_foreground: int) -> list[int]:
     return [int(v) - 1 for v in values if 1 <= v <= num_foreground]
 
 
+DEFAULT_MASKS = "SegmentationClass"
+
+
 class VOCLayout:
     """Paths, lists and checked readers of one dataset root in VOC layout.
 
-    `manifest` (a dict from `data.manifest`, with its path `manifest_path`) makes the split lists and
-    tags come from the manifest and every file read be checked against its recorded content hash.
+    `mask_dirs` maps a split to the folder of its masks (default SegmentationClass): VOC's train
+    masks are in SegmentationClass, train_aug's in SegmentationClassAug. `manifest` (a dict from
+    `data.manifest`, with its path `manifest_path`) makes the split lists, tags and mask folders come
+    from the manifest and every file read be checked against its recorded content hash.
     """
 
     def __init__(self, root: str | os.PathLike, manifest: dict | None = None,
-                 manifest_path: str | os.PathLike | None = None):
+                 manifest_path: str | os.PathLike | None = None, mask_dirs: dict[str, str] | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ArtifactError(f"dataset root {self.root} does not exist")
         self.manifest = manifest
         self.manifest_path = Path(manifest_path) if manifest_path else None
+        self.mask_dirs = dict(manifest.get("mask_dirs", {}) if manifest is not None else mask_dirs or {})
 
     def __repr__(self) -> str:
         return f"VOCLayout({str(self.root)!r}, manifest={str(self.manifest_path) if self.manifest else None})"
@@ -209,8 +216,9 @@ class VOCLayout:
     def image_path(self, name: str) -> Path:
         return self.root / "JPEGImages" / f"{name}.jpg"
 
-    def label_path(self, name: str) -> Path:
-        return self.root / "SegmentationClass" / f"{name}.png"
+    def label_path(self, name: str, split: str | None = None) -> Path:
+        """The mask of an image, in the folder of `split`'s masks."""
+        return self.root / self.mask_dirs.get(split, DEFAULT_MASKS) / f"{name}.png"
 
     def saliency_path(self, name: str) -> Path:
         return self.root / "saliency" / f"{name}.png"
@@ -248,7 +256,7 @@ class VOCLayout:
                 raise ArtifactError(f"{path}: no tags for {len(missing)} images of split {split!r}, "
                                     f"e.g. {missing[0]}")
             return {name: tags[name] for name in names}
-        return {name: tags_from_label(self.read_mask(name), self.num_foreground) for name in names}
+        return {name: tags_from_label(self.read_mask(name, split), self.num_foreground) for name in names}
 
     def _read_checked(self, path: Path) -> bytes | Path:
         """The file's bytes, checked against the manifest's hash (its path when there is no manifest)."""
@@ -295,9 +303,9 @@ class VOCLayout:
         path = self.image_path(name)
         return decode_image(self._read_checked(path), path, "RGB")
 
-    def read_mask(self, name: str) -> np.ndarray:
-        """The true label map, checked: same size as the image, values classes or 255."""
-        path = self.label_path(name)
+    def read_mask(self, name: str, split: str | None = None) -> np.ndarray:
+        """The true label map (from `split`'s mask folder), checked: values classes or 255."""
+        path = self.label_path(name, split)
         label = decode_image(self._read_checked(path), path, "label")
         if self.manifest is None:
             check_label_values(label, path, len(self.class_names))

@@ -1,0 +1,21 @@
+"""Predict the test split with DeepLab-v2 (no masks needed) and pack the predictions for the evaluation server."""
+
+import _repo  # noqa: F401  (makes wsss importable)
+
+from wsss.cli import parse_stage_args, stage_parser
+from wsss.data.voc import open_layout
+from wsss.inference import archive_predictions, predict
+from wsss.runtime import log
+
+parser = stage_parser(__doc__, ("segmentation", "crf"))
+parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")
+parser.add_argument("--dataset", required=True)
+parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
+parser.add_argument("--split", default="test")
+parser.add_argument("--predictions", required=True, help="output: directory of predicted label PNGs")
+parser.add_argument("--archive", required=True, help="output: the predictions in the server's layout (.tar.gz)")
+args, settings = parse_stage_args(parser, globals().get("snakemake"))
+crf = settings["crf"] if settings["segmentation"]["eval_crf"] else None
+predict(args.model, open_layout(args.dataset, args.manifest), args.split, settings, args.predictions, crf)
+log.info("%d predictions of split %s packed in %s", archive_predictions(args.predictions, args.archive), args.split,
+         args.archive)
