@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import tarfile
 
 import pytest
 import torch
@@ -28,7 +29,11 @@ def test_every_stage_leaves_its_artifact_and_no_checkpoint_or_temporary(tiny_run
     assert len(list((exp / "segmentation/predictions_val").glob("*.png"))) == 20
     assert (tiny_run / "resources/tiny/diagnostics.json").exists()
     manifest = json.loads((tiny_run / "results/tiny/dataset/manifest.json").read_text())
-    assert set(manifest["splits"]) == {"train", "val"} and len(manifest["splits"]["train"]["names"]) == 60
+    assert set(manifest["splits"]) == {"train", "val", "test"} and len(manifest["splits"]["train"]["names"]) == 60
+    with tarfile.open(exp / "test_predictions.tar.gz") as archive:  # the evaluation server's layout
+        members = archive.getnames()
+    assert len(members) == 10 and all(re.fullmatch(r"results/VOC2012/Segmentation/comp6_test_cls/test_\d+\.png",
+                                                   member) for member in members)
     rca = tiny_run / "results" / "tiny" / "rca_oaa"
     assert (rca / "classifier/accumulated_cams.h5").exists() and (rca / "metrics/pseudo_label_train.json").exists()
     oracle = tiny_run / "results" / "tiny" / "oracle"
