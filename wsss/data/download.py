@@ -136,13 +136,24 @@ def extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     (or a device file) is refused, naming the member and the archive."""
     archive, target = Path(archive), Path(target)
     with atomic_directory(target) as temporary:
-        if zipfile.is_zipfile(archive):
-            _extract_zip(archive, temporary)
-        elif tarfile.is_tarfile(archive):
-            _extract_tar(archive, temporary)
-        else:
-            raise ArtifactError(f"{archive} is neither a tar nor a zip archive")
+        extract_into(archive, temporary)
     return target
+
+
+def extract_into(archive: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Unpack an archive into an existing scratch `folder` (inside a temporary folder that appears as a whole),
+    with the same refusals as `extract`."""
+    archive, folder = Path(archive), Path(folder)
+    if not archive.is_file():
+        raise ArtifactError(f"archive {archive} does not exist")
+    folder.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        _extract_zip(archive, folder)
+    elif tarfile.is_tarfile(archive):
+        _extract_tar(archive, folder)
+    else:
+        raise ArtifactError(f"{archive} is neither a tar nor a zip archive")
+    return folder
 
 
 def _extract_tar(archive: Path, folder: Path) -> None:

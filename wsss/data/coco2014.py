@@ -1,0 +1,56 @@
+"""COCO 2014 assembled from its downloaded archives into one VOC-layout root (`coco.py` converts the annotations).
+
+The archives, by role (config key `dataset.archives`, each naming an entry of `downloads`):
+
+    train_images   train2014.zip                    train2014/COCO_train2014_*.jpg (82,783 images)
+    val_images     val2014.zip                      val2014/COCO_val2014_*.jpg (40,504 images)
+    annotations    annotations_trainval2014.zip     annotations/instances_{train,val}2014.json
+    saliency       saliency maps (optional)         NAME.png anywhere in the archive
+
+The root gets splits `train` and `val` (the images with at least one annotated object: 82,081 and 40,137),
+their class masks rasterised from the instances by `coco.py`'s overlap rule, their tags (the categories
+annotated) and classes.txt (background and the 80 categories in COCO's id order). An image's name is its file
+name without `.jpg` (COCO_train2014_000000000009).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..artifacts import ArtifactError
+from .assembly import assembled_root, check_roles, find_folder, take_saliency_maps, unpack
+from .coco import convert_split
+
+NEEDED_ARCHIVES = ("train_images", "val_images", "annotations")
+OPTIONAL_ARCHIVES = ("saliency",)
+SPLITS = {"train": ("train_images", "train2014"), "val": ("val_images", "val2014")}
+
+
+def assemble(archives: dict[str, str | os.PathLike], root: str | os.PathLike, workers: int = 1,
+             progress=None, log=print) -> dict:
+    """Build the COCO 2014 root from the archives (roles as in the module docstring); return the counts."""
+    archives = check_roles(archives, NEEDED_ARCHIVES, OPTIONAL_ARCHIVES, "COCO 2014")
+    with assembled_root(root, "coco2014", archives) as (folder, counts):
+        counts.update(_assemble_into(archives, folder, workers, progress, log))
+    return counts
+
+
+def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress, log) -> dict:
+    annotations = find_folder(unpack(archives["annotations"], root, "annotations", log), "annotations",
+                              archives["annotations"])
+    for _, folder_name in SPLITS.values():  # both, before the large image archives are unpacked
+        if not (annotations / f"instances_{folder_name}.json").is_file():
+            raise ArtifactError(f"{archives['annotations']}: annotations/instances_{folder_name}.json is missing")
+    counts = {"splits": {}, "left_out": {}, "annotations_used": {}}
+    for split, (role, folder_name) in SPLITS.items():
+        annotation_file = annotations / f"instances_{folder_name}.json"
+        images = find_folder(unpack(archives[role], root, role, log), folder_name, archives[role])
+        log(f"rasterising {annotation_file.name} ({split})")
+        converted = convert_split(annotation_file, images, root, split, workers=workers, progress=progress)
+        counts["splits"][split] = converted["images_listed"]
+        counts["left_out"][split] = converted["images_left_out"]
+        counts["annotations_used"][split] = converted["annotations_used"]
+    counts["saliency_maps"] = take_saliency_maps(archives["saliency"], root, log) if "saliency" in archives else 0
+    log(f"COCO 2014 assembled: {counts}")
+    return counts
