@@ -131,9 +131,14 @@ def test_the_workflow_parses_where_torch_cannot_be_imported(tmp_path):
         assert "train_classifier" in result.stdout + result.stderr
 
 
-def voc_like_tree(workdir, train_images: int, val_images: int):
-    """A VOC-layout root with split lists only (a dry run reads no image) and placeholder weight files."""
-    root = workdir / "resources/voc2012/VOC2012"
+def voc_like_tree(workdir, train_images: int, val_images: int, config_file=REPO / "config/voc2012.yaml"):
+    """As after `download` and `prepare_dataset` of the VOC config: the downloads (placeholders) and the root
+    assembled from them, with split lists only (a dry run reads no image)."""
+    downloads = workdir / "resources/downloads"
+    downloads.mkdir(parents=True)
+    for name in yaml.safe_load(config_file.read_text())["downloads"]:
+        (downloads / name).write_bytes(b"placeholder")
+    root = workdir / "resources/voc2012"
     (root / "ImageSets/Segmentation").mkdir(parents=True)
     names = {"train_aug": [f"2008_{index:06d}" for index in range(train_images)],
              "val": [f"2009_{index:06d}" for index in range(val_images)],
@@ -141,9 +146,6 @@ def voc_like_tree(workdir, train_images: int, val_images: int):
     names["train"] = names["train_aug"][::7]
     for split, split_names in names.items():
         (root / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(split_names) + "\n")
-    (workdir / "resources/downloads").mkdir(parents=True)
-    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):  # as if downloaded
-        (workdir / "resources/downloads" / weights).write_bytes(b"placeholder")
     return root
 
 
@@ -180,6 +182,24 @@ def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_pa
             else:  # local rules (indexes, the table) run on the submitting host and ask for nothing
                 assert "gpu" not in job, (rule, job)
     assert len(jobs["make_pseudo_labels"]) == 16 * 5  # 16 shards for each of the 5 experiments with pseudo labels
+
+
+@pytest.mark.parametrize("name", ["voc2012", "coco2014"])
+def test_the_real_configs_plan_from_the_downloads_to_the_last_prediction(tmp_path, name):
+    """On an empty folder: every download (a local rule), the dataset's assembly and index (CPU jobs), then the
+    whole pipeline; the test split's predictions where the dataset has one."""
+    config = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
+    result = snakemake(tmp_path, "--configfile", str(REPO / f"config/{name}.yaml"), "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout + result.stderr)
+    assert len(jobs["download"]) == len(config["downloads"])
+    assert all(job == {"tmpdir": "/tmp"} for job in jobs["download"])  # on the submitting host
+    assert [job["gpu"] for job in jobs["prepare_dataset"] + jobs["index_dataset"]] == ["0", "0"]
+    experiments = len(config["experiments"])
+    assert len(jobs["train_segmentation"]) == len(jobs["evaluate_segmentation"]) == experiments
+    assert len(jobs.get("predict_test", [])) == (experiments if config["dataset"]["test_split"] else 0)
+    assert len(jobs["make_pseudo_labels"]) == config["pseudo_labels"]["shards"] * (experiments - 1)
+    assert len(jobs["benchmark"]) == 1
 
 
 def test_a_missing_weights_file_stops_the_plan_before_any_job(tmp_path):

@@ -26,7 +26,7 @@ class ConfigError(ValueError):
     """A configuration that does not follow the schema; the message names the key."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
     with open(path) as handle:
         return yaml.safe_load(handle)
@@ -61,6 +61,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source} does not follow {SCHEMA_PATH.name}:\n" + "\n".join(lines))
     _complete_resources(config)
     _check_ranges(config, source)
+    _check_archives(config, source)
     if config["pretrain"]["images"] > 0:
         if config["dataset"]["source"] != "synthetic":
             raise ConfigError(f"{source}: pretrain.images > 0 needs dataset.source synthetic (real data starts "
@@ -77,6 +78,32 @@ def _complete_resources(config: dict) -> None:
     for stage, value in config["resources"].items():
         if isinstance(value, dict):
             config["resources"][stage] = {**stages[stage]["default"], **value}
+
+
+ARCHIVE_ROLES = {"voc2012": ({"trainval", "sbd"}, {"test", "saliency"}),
+                 "coco2014": ({"train_images", "val_images", "annotations"}, {"saliency"})}
+
+
+def _check_archives(config: dict, source: str) -> None:
+    """A downloaded dataset names an entry of `downloads` for each archive it needs, and only known roles."""
+    dataset = config["dataset"]
+    archives = dataset["archives"]
+    if dataset["source"] not in ARCHIVE_ROLES:
+        if archives:
+            raise ConfigError(f"{source}: dataset.archives is read only with dataset.source voc2012 or coco2014, "
+                              f"not {dataset['source']}")
+        return
+    needed, optional = ARCHIVE_ROLES[dataset["source"]]
+    for role in sorted(needed - set(archives)):
+        raise ConfigError(f"{source}: dataset.archives.{role} is needed with dataset.source {dataset['source']} "
+                          f"(the entry of `downloads` that holds it)")
+    for role, name in sorted(archives.items()):
+        if role not in needed | optional:
+            raise ConfigError(f"{source}: dataset.archives.{role}: unknown role for {dataset['source']} (known: "
+                              f"{', '.join(sorted(needed | optional))})")
+        if name not in config["downloads"]:
+            raise ConfigError(f"{source}: dataset.archives.{role} names {name!r}, which is not an entry of "
+                              f"`downloads`")
 
 
 def _check_ranges(config: dict, source: str) -> None:

@@ -1,12 +1,15 @@
-# Dataset preparation and indexing. The built-in dataset is generated; a VOC-layout tree (dataset.source: voc)
-# is read where it lies. Either way `index_dataset` checks the splits the run uses and records every file's
+# Dataset preparation and indexing. The built-in dataset is generated; VOC 2012 + SBD and COCO 2014 are assembled
+# from their downloaded archives (dataset.archives names the `downloads` entries); a VOC-layout tree
+# (dataset.source: voc) is read where it lies. Either way `index_dataset` checks the splits the run uses and records every file's
 # content hash in the manifest, which every stage reads the data through; a file changed in place changes the
 # rule's `check` param, so the dataset is indexed again and everything downstream recomputed.
 
 
-if config["dataset"]["source"] == "synthetic":
+if config["dataset"]["source"] != "voc":
 
     rule prepare_dataset:
+        input:
+            **{role: f"{DOWNLOADS}/{name}" for role, name in config["dataset"]["archives"].items()},
         output:
             out=directory(DATA_ROOT),
         params:
