@@ -2,10 +2,11 @@
 
     python bench/voc_plan.py [--train 10582] [--score 1464] [--val 1449] [--test 1456]
 
-Builds a VOC-layout tree of that size in a temporary folder (tiny placeholder files: planning reads no image),
-then times `snakemake --dry-run --configfile config/voc2012.yaml` twice: before the dataset is indexed, and
-after (with a manifest of every file, as after the first run, when the plan also checks that no indexed file
-changed: one stat call per file). Prints the figures; asserts nothing.
+Times `snakemake --dry-run --configfile config/voc2012.yaml` three times: on an empty folder (the first plan:
+downloads, assembly, everything); with the downloads and a VOC-layout tree of that size assembled (tiny
+placeholder files: planning reads no image), before the dataset is indexed; and after (with a manifest of
+every file, as after the first run, when the plan also checks that no indexed file changed: one stat call
+per file). Prints the figures; asserts nothing.
 """
 
 import argparse
@@ -21,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import yaml  # noqa: E402
+
 from wsss.data.manifest import MANIFEST_FORMAT, NEW, content_sha256  # noqa: E402
 
 
@@ -29,7 +32,11 @@ SPLITS = {"train_aug": "SegmentationClassAug", "train": "SegmentationClass", "va
 
 
 def make_tree(workdir: Path, counts: dict[str, int]) -> Path:
-    root = workdir / "resources/voc2012/VOC2012"
+    """The downloads (placeholders) and the root assembled from them, as after `prepare_dataset`."""
+    (workdir / "resources/downloads").mkdir(parents=True)
+    for name in yaml.safe_load((REPO / "config/voc2012.yaml").read_text())["downloads"]:
+        (workdir / "resources/downloads" / name).write_bytes(b"placeholder")
+    root = workdir / "resources/voc2012"
     for folder in ("ImageSets/Segmentation", "JPEGImages", "SegmentationClass", "SegmentationClassAug"):
         (root / folder).mkdir(parents=True)
     names = {split: [f"{split}_{index:06d}" for index in range(count)] for split, count in counts.items()}
@@ -40,9 +47,6 @@ def make_tree(workdir: Path, counts: dict[str, int]) -> Path:
             (root / "JPEGImages" / f"{name}.jpg").write_bytes(name.encode())
             if SPLITS[split]:
                 (root / SPLITS[split] / f"{name}.png").write_bytes(name.encode())
-    (workdir / "resources/downloads").mkdir(parents=True)
-    for weights in ("vgg16-397923af.pth", "resnet101-63fe2227.pth"):  # as if downloaded
-        (workdir / "resources/downloads" / weights).write_bytes(b"placeholder")
     return root
 
 
@@ -89,13 +93,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        counts = {"train_aug": args.train, "train": args.score, "val": args.val, "test": args.test}
-        root = make_tree(workdir, counts)
-        files = sum(1 for path in root.rglob("*") if path.is_file())
         print(f"VOC-size plan: {args.train} training images ({args.score} scored), {args.val} evaluation and "
               f"{args.test} test images, config/voc2012.yaml (16 CAM and 16 pseudo-label shards per experiment)")
         seconds, counts = dry_run(workdir)
-        print(f"  before indexing: {seconds:.1f} s, {counts['total']} jobs")
+        print(f"  on an empty folder: {seconds:.1f} s, {counts['total']} jobs ({counts['download']} downloads, "
+              f"{counts['prepare_dataset']} assembly)")
+        counts = {"train_aug": args.train, "train": args.score, "val": args.val, "test": args.test}
+        root = make_tree(workdir, counts)
+        files = sum(1 for path in root.rglob("*") if path.is_file())
+        seconds, counts = dry_run(workdir)
+        print(f"  assembled, before indexing: {seconds:.1f} s, {counts['total']} jobs")
         for rule, count in counts.items():
             if rule != "total":
                 print(f"    {rule:32s} {count}")
