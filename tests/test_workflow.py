@@ -202,6 +202,22 @@ def test_the_real_configs_plan_from_the_downloads_to_the_last_prediction(tmp_pat
     assert len(jobs["benchmark"]) == 1
 
 
+def test_saliency_maps_are_fetched_only_where_pseudo_labels_use_them(tmp_path):
+    config = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())
+    config["pseudo_labels"]["mode"] = "crf"
+    (tmp_path / "crf.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--configfile", "crf.yaml", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(planned_jobs(result.stdout)["download"]) == len(config["downloads"]) - 1
+    assert "saliency_voc2012.zip" not in result.stdout
+
+    config["pseudo_labels"]["mode"] = "saliency"
+    del config["dataset"]["archives"]["saliency"]
+    (tmp_path / "no-maps.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--configfile", "no-maps.yaml", "--dry-run")
+    assert result.returncode != 0 and "set dataset.archives.saliency" in result.stdout + result.stderr
+
+
 def test_a_missing_weights_file_stops_the_plan_before_any_job(tmp_path):
     voc_like_tree(tmp_path, train_images=4, val_images=2)
     config = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())

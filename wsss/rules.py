@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import json
 
-from .config import deep_merge, derive_seed, experiments_to_run, resolve_experiment, result_compute
+from .config import ConfigError, deep_merge, derive_seed, experiments_to_run, resolve_experiment, result_compute
 
 PRETRAIN_EXPERIMENT = "pretrain"
 GPU_STAGES = ("pretrain", "classifier", "cams", "segmentation", "predict")
@@ -81,6 +81,26 @@ def index_specs(config: dict) -> dict[str, dict]:
         if split in config["dataset"]["masks"]:
             spec["masks"] = config["dataset"]["masks"][split]
     return specs
+
+
+def uses_saliency(config: dict) -> bool:
+    """Whether an experiment makes its pseudo labels with saliency maps (an oracle makes none)."""
+    return any(resolved["pseudo_labels"]["mode"] == "saliency" and resolved["segmentation"]["labels"] != "ground_truth"
+               for resolved in (resolve_experiment(config, name) for name in config["experiments"]))
+
+
+def dataset_archives(config: dict) -> dict[str, str]:
+    """The `downloads` entries the dataset's assembly takes, by role: the saliency maps only where an experiment
+    uses them (so a run without them never asks for a file whose url the site has not set)."""
+    dataset = config["dataset"]
+    archives = dict(dataset["archives"])
+    if uses_saliency(config):
+        if dataset["source"] in ("voc2012", "coco2014") and "saliency" not in archives:
+            raise ConfigError("pseudo_labels.mode 'saliency' needs saliency maps: set dataset.archives.saliency to "
+                              "the `downloads` entry of your copy, or use pseudo_labels.mode 'crf'")
+    else:
+        archives.pop("saliency", None)
+    return archives
 
 
 def pretrain_enabled(config: dict) -> bool:

@@ -10,6 +10,7 @@ from wsss.code_version import code_version
 from wsss.config import experiments_to_run, resolve_experiment
 from wsss.data.manifest import index_check
 from wsss.rules import (
+    dataset_archives,
     pretrain_classifier_settings,
     pretrain_dataset_settings,
     pretrain_enabled,

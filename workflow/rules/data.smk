@@ -9,7 +9,7 @@ if config["dataset"]["source"] != "voc":
 
     rule prepare_dataset:
         input:
-            **{role: f"{DOWNLOADS}/{name}" for role, name in config["dataset"]["archives"].items()},
+            **{role: f"{DOWNLOADS}/{name}" for role, name in dataset_archives(config).items()},
         output:
             out=directory(DATA_ROOT),
         params:
