@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from wsss.seeds import gap_rows, read_benchmark, summary_rows
+from wsss.seeds import gap_rows, paired_interval, read_benchmark, summary_rows, verdict
 
 
 def write_table(path, mious):
@@ -44,3 +44,15 @@ def test_the_script_labels_tables_and_rejects_a_missing_one(tmp_path):
     assert "seed4:-0.100 seed9:0.050" in text and "1/2" in text
     missing = subprocess.run([*script, str(tmp_path / "nope.csv"), *flags], capture_output=True, text=True)
     assert missing.returncode != 0 and "nope.csv: no such benchmark table" in missing.stderr
+
+
+def test_the_paired_interval_is_students_t_and_decides_the_verdict():
+    gaps = [0.065, 0.056, 0.004]  # rca - cam on val, seeds 0-2 of the 3-seed CPU table
+    low, high = paired_interval(gaps)
+    mean, sd = 0.041666667, 0.032929217  # by hand; t(0.975, 2) = 4.302653
+    assert (low, high) == pytest.approx((mean - 4.302653 * sd / 3 ** 0.5, mean + 4.302653 * sd / 3 ** 0.5), abs=1e-6)
+    assert verdict((low, high)) == "within noise"  # 3 of 3 seeds positive, yet the interval holds zero
+    assert verdict(paired_interval([0.03, 0.02, 0.025, 0.028, 0.022])) == "ahead"
+    assert verdict(paired_interval([-0.03, -0.02, -0.025])) == "behind"
+    assert paired_interval([0.1]) is None and verdict(None).startswith("one seed")
+    assert paired_interval([0.02, 0.02]) == (0.02, 0.02)  # no spread: the interval is the point
