@@ -205,9 +205,10 @@ def zip_of(members):
 
 
 def loopback_config(workdir, server_url, archives, name="vocloop", experiments=("cam",), source="voc2012"):
-    """config/tiny.yaml on the archives served at `server_url`. VOC: train_aug, scored on train, val, test;
-    COCO: train, val."""
+    """config/tiny.yaml on the archives served at `server_url`. VOC: train_aug, scored on train, val, test,
+    saliency-guided pseudo labels (the EPS/OAA mode, from the served maps); COCO: train, val."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["pseudo_labels"] = {**config["pseudo_labels"], "mode": "saliency" if source == "voc2012" else "crf"}
     if source == "voc2012":
         config["dataset"] = {"name": name, "source": source, "root": f"resources/{name}", "train_split": "train_aug",
                              "score_split": "train", "eval_split": "val", "test_split": "test",
@@ -259,7 +260,9 @@ def test_the_workflow_downloads_assembles_and_runs_voc_from_a_server(tmp_path, v
 
         result = snakemake(tmp_path, "--configfile", str(config_path))
         assert result.returncode == 0, result.stderr[-5000:]
-        total = sum(len(data) for data in archives.values()) + len(weights)
+        fetched = sorted(path.name for path in (tmp_path / "resources/downloads").iterdir())
+        assert fetched == sorted([*ROLES.values(), "vgg-tiny.pth"])  # the saliency maps too: the EPS/OAA mode
+        total = sum(path.stat().st_size for path in (tmp_path / "resources/downloads").iterdir())
         assert total <= server.sent <= total + 4096  # the cut file was resumed, not fetched again
     finally:
         server.stop()

@@ -53,7 +53,7 @@ def crf_label(image: np.ndarray, cams: np.ndarray, tags: list[int], settings: di
 
 def saliency_label(image: np.ndarray, cams: np.ndarray, tags: list[int], saliency: np.ndarray, settings: dict,
                    crf_settings: dict) -> np.ndarray:
-    """Saliency-guided pseudo label (EPS/OAA recipe, method.md).
+    """Saliency-guided pseudo label (EPS/OAA recipe, docs/method.md).
 
     Background score 1 - saliency/255, class scores the CRF posteriors of the CAMs; a pixel where more
     than one channel exceeds 0.9 is ambiguous (255); background pixels that are salient or claimed by

@@ -89,10 +89,9 @@ def aggregation_ready(model: CAMClassifier, regions_needed: dict[int, int]) -> b
 
     Trained from scratch, the classifier learns rare classes late. A class with no confident region
     when the first k-means runs has no centroids: its pixels aggregate other classes' centroids, the
-    refined head learns to deny it and, as only confident regions enter the bank, it never gets in
-    (measured on the built-in data: the rarest class had 17 bank entries after 20 epochs and a CAM
-    IoU of 0.16 against 0.47 without the aggregation). So the aggregation waits for every class.
-    With ImageNet weights every class is confident within the first epoch, as in the paper.
+    refined head learns to deny it and, as only confident regions enter the bank, it never gets in.
+    So the aggregation waits for every class (measurements: docs/method.md). With ImageNet weights
+    every class is confident within the first epoch, as in the paper.
     """
     filled = model.bank.filled.sum(1).tolist()
     return all(filled[cls] >= needed for cls, needed in regions_needed.items())

@@ -99,8 +99,8 @@ def semantic_contrast_loss(regions: torch.Tensor, region_classes: torch.Tensor, 
                            num_images: float | None = None) -> torch.Tensor:
     """RCA's semantic contrast with region mixup.
 
-    Each region r (of class c) is mixed with a region r' drawn from the bank (another image's region,
-    of class c'): q = normalise(lam r + (1 - lam) r'), lam ~ Beta(b, b); its loss is
+    Each region r (of class c) is mixed with a region r' drawn uniformly from the whole bank (of class
+    c', which may equal c; an earlier entry of the same image is possible): q = normalise(lam r + (1 - lam) r'), lam ~ Beta(b, b); its loss is
     lam l(q, c) + (1 - lam) l(q, c'). lam and the partner are drawn from a generator seeded by the
     region's own seed (`region_seeds`, one entropy tuple per region) and the partner comes from the
     bank, not the batch: for a given bank, a region's loss does not depend on how images are split
@@ -163,10 +163,10 @@ class SemanticAggregation(nn.Module):
     (rows sum to one), F' = A . centroids, projected to x's width by a 1x1 conv.
     variant "public": the public code's form, learned query/key/value projections and no softmax.
     The projection is batch-normalised: the centroids are unit vectors in z's space, so F' is about
-    1/sqrt(D) per channel while x (post BatchNorm/ReLU) is about 1; unnormalised, F' entered the fuse
-    ten times weaker than x and the refined head learnt to ignore it (the public code's centroids live
-    in the raw feature space and have x's scale). The fused feature is a 1x1 conv (+ ReLU) of
-    [x ; F']. Before the first k-means there are no centroids and F' is zero.
+    1/sqrt(D) per channel while x (post BatchNorm/ReLU) is about 1, and unnormalised the refined head
+    learnt to ignore it (measurements: docs/method.md; the public code's centroids live in the raw
+    feature space and have x's scale). The fused feature is a 1x1 conv (+ ReLU) of [x ; F'].
+    Before the first k-means there are no centroids and F' is zero.
     """
 
     def __init__(self, feature_dim: int, embed_dim: int, num_centroids: int, variant: str = "paper",
