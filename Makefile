@@ -5,6 +5,7 @@
 #   make seeds     the workflow once per seed in runs/seedK/, then mean, spread and paired gaps to cam
 #   make tiny      every stage on config/tiny.yaml (a few minutes; its numbers mean nothing)
 #   make check CONFIG=config/my.yaml   check a config file (file, YAML syntax with line, schema) before a run
+#   make report [CONFIG=...]   results/report.html: the table, provenance, config and captioned figures of a run
 VENV ?= .venv
 PYTHON ?= python3
 CORES ?= 2
@@ -15,7 +16,7 @@ STAMP := $(VENV)/.installed
 
 CONFIG ?= config/config.yaml
 
-.PHONY: install demo ablation seeds tiny check test lint clean
+.PHONY: install demo ablation seeds tiny report check test lint clean
 
 install: $(STAMP)
 
@@ -46,6 +47,10 @@ seeds: install
 tiny: install
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/tiny.yaml
 	@cat results/benchmark.md
+
+report: install
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
+	@echo "open results/report.html"
 
 check: install
 	$(BIN)/python -m wsss.config $(CONFIG)

@@ -16,6 +16,9 @@ if not workflow.overwrite_configfiles:
 validate_config(config, "the workflow configuration")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/downloads.smk"
 include: "workflow/rules/data.smk"
@@ -36,13 +39,15 @@ localrules:
     download,
     gather_cams,
     index_ground_truth,
-    benchmark,
+    results_table,
 
 
 rule all:
     input:
         BENCHMARK_CSV,
         BENCHMARK_MD,
+        PROVENANCE_CSV,
+        RESOLVED_CONFIG,
         [path for experiment in RUN for path in experiment_figures(experiment)],
         [path for experiment in RUN for path in test_archives(experiment)],
         [f"{PRETRAIN}/figures/classifier_curve.png"] if PRETRAIN_ENABLED else [],
@@ -51,7 +56,7 @@ rule all:
 
 onerror:
     # A failed run leaves no table that could pass for current: the next successful run writes it again.
-    for stale in (BENCHMARK_CSV, BENCHMARK_MD):
+    for stale in (BENCHMARK_CSV, BENCHMARK_MD, PROVENANCE_CSV, RESOLVED_CONFIG):
         if os.path.exists(stale):
             os.remove(stale)
             print(f"removed {stale}: the run failed, so it may no longer match the results", file=sys.stderr)

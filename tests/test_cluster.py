@@ -21,7 +21,7 @@ GPU_RULES = {"pretrain_backbone", "train_classifier", "train_classifier_accumula
              "train_segmentation", "evaluate_segmentation", "predict_test"}
 CPU_RULES = {"prepare_dataset", "prepare_pretrain_dataset", "index_dataset", "index_pretrain_dataset",
              "extract_accumulated_cams", "evaluate_cams", "make_pseudo_labels", "evaluate_pseudo_labels"}
-LOCAL_RULES = {"gather_cams", "index_ground_truth", "benchmark", "all"}
+LOCAL_RULES = {"gather_cams", "index_ground_truth", "results_table", "all"}
 
 
 @pytest.fixture(scope="module")

@@ -199,7 +199,7 @@ def test_the_real_configs_plan_from_the_downloads_to_the_last_prediction(tmp_pat
     assert len(jobs["train_segmentation"]) == len(jobs["evaluate_segmentation"]) == experiments
     assert len(jobs.get("predict_test", [])) == (experiments if config["dataset"]["test_split"] else 0)
     assert len(jobs["make_pseudo_labels"]) == config["pseudo_labels"]["shards"] * (experiments - 1)
-    assert len(jobs["benchmark"]) == 1
+    assert len(jobs["results_table"]) == 1
 
 
 def test_saliency_maps_are_fetched_only_where_pseudo_labels_use_them(tmp_path):

@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 from .config import load_config, result_compute, section_defaults, stage_settings
-from .runtime import configure_compute, job_environment, log, setup_logging
+from .provenance import provenance
+from .runtime import configure_compute, job_environment, log, select_device, setup_logging
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 _RUN_RECORD: dict = {}
@@ -127,7 +128,8 @@ def parse_stage_args(parser: argparse.ArgumentParser, job=None, argv=None) -> tu
     switches = configure_compute(compute)
     _RUN_RECORD.clear()
     _RUN_RECORD.update(code_version=args.code_version, compute=result_compute(compute), switches=switches,
-                       environment=job_environment())
+                       environment=job_environment(),
+                       provenance=provenance(settings, str(select_device(compute["device"]))))
     log.info("compute switches: %s", json.dumps(switches, sort_keys=True))
     return args, settings
 

@@ -77,18 +77,19 @@ def cam_overlays(cams_path: str | Path, dataset: str | Path | VOCLayout, names: 
 
 
 def label_grid(dataset: str | Path | VOCLayout, columns: dict[str, dict[str, Path]], names: list[str],
-               path: str | Path, split: str | None = None) -> None:
-    """Per image: the image, the truth (the masks of `split`) and one column per labelling (e.g. pseudo labels,
-    predictions)."""
+               path: str | Path, split: str | None = None, truth: bool = True) -> None:
+    """Per image: the image, the truth (the masks of `split`; not with `truth=False`, for a split without masks)
+    and one column per labelling (e.g. pseudo labels, predictions)."""
     layout = open_layout(dataset)
-    width = 2 + len(columns)
+    width = 1 + truth + len(columns)
     figure, axes = plt.subplots(len(names), width, figsize=(2 * width, 2 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
         row[0].imshow(layout.read_image(name))
         row[0].set_title(name, fontsize=7)
-        row[1].imshow(colourise(layout.read_mask(name, split)))
-        row[1].set_title("truth", fontsize=7)
-        for axis, (title, paths) in zip(row[2:], columns.items()):
+        if truth:
+            row[1].imshow(colourise(layout.read_mask(name, split)))
+            row[1].set_title("truth", fontsize=7)
+        for axis, (title, paths) in zip(row[1 + truth:], columns.items()):
             axis.imshow(colourise(read_label_png(paths[name])))
             axis.set_title(title, fontsize=7)
         for axis in row:

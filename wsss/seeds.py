@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .artifacts import write_text
-from .benchmark import csv_text, markdown_table
+from .results_table import csv_text, markdown_table
 
 KEY = ("dataset", "experiment", "stage", "split")
 SUMMARY_COLUMNS = (*KEY, "seeds", "miou_mean", "miou_std", "miou_min", "miou_max", "per_seed")

@@ -67,8 +67,10 @@ rule evaluate_cams:
         manifest=MANIFEST,
     output:
         out=f"{EXP}/metrics/cam_{SCORE_SPLIT}.json",
-        sweep_figure=f"{EXP}/figures/cam_threshold_sweep.png",
-        overlay_figure=f"{EXP}/figures/cam_overlays.png",
+        sweep_figure=report(f"{EXP}/figures/cam_threshold_sweep.png", caption="../report/cam_threshold_sweep.rst",
+                            category="CAM seeds", subcategory="{experiment}"),
+        overlay_figure=report(f"{EXP}/figures/cam_overlays.png", caption="../report/cam_overlays.rst",
+                              category="CAM seeds", subcategory="{experiment}"),
     params:
         settings=settings("cam"),
         split=SCORE_SPLIT,

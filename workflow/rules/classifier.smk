@@ -9,7 +9,8 @@ rule train_classifier:
     output:
         model=f"{EXP}/classifier/model.pt",
         history=f"{EXP}/classifier/history.json",
-        curve=f"{EXP}/figures/classifier_curve.png",
+        curve=report(f"{EXP}/figures/classifier_curve.png", caption="../report/classifier_curve.rst",
+                     category="Classifier training", subcategory="{experiment}"),
     wildcard_constraints:
         experiment=names_regex([name for name in EXPERIMENTS if name not in ACCUMULATING]),
     params:
@@ -35,7 +36,8 @@ use rule train_classifier as train_classifier_accumulating with:
     output:
         model=f"{EXP}/classifier/model.pt",
         history=f"{EXP}/classifier/history.json",
-        curve=f"{EXP}/figures/classifier_curve.png",
+        curve=report(f"{EXP}/figures/classifier_curve.png", caption="../report/classifier_curve.rst",
+                     category="Classifier training", subcategory="{experiment}"),
         accumulated=f"{EXP}/classifier/accumulated_cams.h5",
     wildcard_constraints:
         experiment=names_regex(ACCUMULATING),

@@ -38,6 +38,8 @@ MANIFEST = f"{RESULTS}/dataset/manifest.json"  # the dataset's splits, checked a
 DOWNLOADS = "resources/downloads"  # the config's `downloads`, one file each
 BENCHMARK_CSV = "results/benchmark.csv"
 BENCHMARK_MD = "results/benchmark.md"
+PROVENANCE_CSV = "results/provenance.csv"  # per row of the table: commit, settings, packages, device, date
+RESOLVED_CONFIG = "results/config.yaml"  # the run's configuration, every default filled in
 PRETRAIN_ENABLED = pretrain_enabled(config)  # the built-in stand-in for ImageNet weights
 PRETRAIN = f"{RESULTS}/pretrain"
 PRETRAIN_DATA_ROOT = f"{Path(DATA_ROOT)}_pretrain"
@@ -137,9 +139,21 @@ def experiment_figures(experiment):
     figures = ["segmentation_curve.png", f"segmentation_{EVAL_SPLIT}.png"]
     if not trains_on_ground_truth(experiment):
         figures += ["classifier_curve.png", "cam_threshold_sweep.png", "cam_overlays.png", "pseudo_labels.png"]
+    if TEST_SPLIT:
+        figures.append(f"predictions_{TEST_SPLIT}.png")
     return [f"{RESULTS}/{experiment}/figures/{name}" for name in figures]
 
 
 def test_archives(experiment):
     """The evaluation server's archive of an experiment's test predictions (none without a test split)."""
     return [f"{RESULTS}/{experiment}/test_predictions.tar.gz"] if TEST_SPLIT else []
+
+
+def training_histories():
+    """EXPERIMENT:STAGE=history of each training behind a row (an oracle trains no classifier)."""
+    histories = []
+    for experiment in RUN:
+        if not trains_on_ground_truth(experiment):
+            histories.append(f"{experiment}:classifier={RESULTS}/{experiment}/classifier/history.json")
+        histories.append(f"{experiment}:segmentation={RESULTS}/{experiment}/segmentation/history.json")
+    return histories

@@ -38,7 +38,8 @@ rule pretrain_backbone:
         backbone=PRETRAINED_BACKBONE,
         model=f"{PRETRAIN}/classifier/model.pt",
         history=f"{PRETRAIN}/classifier/history.json",
-        curve=f"{PRETRAIN}/figures/classifier_curve.png",
+        curve=report(f"{PRETRAIN}/figures/classifier_curve.png", caption="../report/pretrain_curve.rst",
+                     category="Classifier training", subcategory="pretraining"),
     params:
         settings=json.dumps(pretrain_classifier_settings(config), sort_keys=True),
         checkpoint_dir=f"{PRETRAIN}/checkpoints/classifier",

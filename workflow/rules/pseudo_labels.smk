@@ -35,7 +35,8 @@ rule evaluate_pseudo_labels:
     output:
         index=f"{EXP}/pseudo_labels/index.txt",
         out=f"{EXP}/metrics/pseudo_label_{SCORE_SPLIT}.json",
-        figure=f"{EXP}/figures/pseudo_labels.png",
+        figure=report(f"{EXP}/figures/pseudo_labels.png", caption="../report/pseudo_labels.rst",
+                      category="Pseudo labels", subcategory="{experiment}"),
     params:
         split=SCORE_SPLIT,
         code_version=code("evaluate_pseudo_labels.py"),

@@ -1,21 +1,26 @@
-# The benchmark table over every experiment and stage.
+# The results table over every experiment and stage, each row's provenance, and the resolved configuration;
+# all three, with the figures, make up `snakemake --report report.html` (captions: workflow/report/).
 
 
-rule benchmark:
+rule results_table:
     input:
-        [path for experiment in RUN for path in experiment_metrics(experiment)],
+        metrics=[path for experiment in RUN for path in experiment_metrics(experiment)],
+        histories=[item.split("=", 1)[1] for item in training_histories()],
     output:
-        csv=BENCHMARK_CSV,
+        csv=report(BENCHMARK_CSV, caption="../report/results_table.rst", category="Results"),
         markdown=BENCHMARK_MD,
+        provenance=report(PROVENANCE_CSV, caption="../report/provenance.rst", category="Results"),
+        resolved_config=report(RESOLVED_CONFIG, caption="../report/config.rst", category="Results"),
     params:
         dataset_name=DATASET,
         metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
+        histories=training_histories(),
         benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN]
         + ([f"pretrain={PRETRAIN}/benchmarks"] if PRETRAIN_ENABLED else []),
-        code_version=code("benchmark.py"),
+        code_version=code("results_table.py"),
     log:
-        "results/logs/benchmark.log",
+        "results/logs/results_table.log",
     conda:
         ENV
     script:
-        "../scripts/benchmark.py"
+        "../scripts/results_table.py"

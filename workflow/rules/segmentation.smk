@@ -25,7 +25,8 @@ rule train_segmentation:
     output:
         model=f"{EXP}/segmentation/model.pt",
         history=f"{EXP}/segmentation/history.json",
-        curve=f"{EXP}/figures/segmentation_curve.png",
+        curve=report(f"{EXP}/figures/segmentation_curve.png", caption="../report/segmentation_curve.rst",
+                     category="DeepLab-v2", subcategory="{experiment}"),
     params:
         settings=settings("segmentation"),
         checkpoint_dir=f"{EXP}/checkpoints/segmentation",
@@ -51,7 +52,8 @@ rule evaluate_segmentation:
     output:
         predictions=directory(f"{EXP}/segmentation/predictions_{EVAL_SPLIT}"),
         out=f"{EXP}/metrics/segmentation_{EVAL_SPLIT}.json",
-        figure=f"{EXP}/figures/segmentation_{EVAL_SPLIT}.png",
+        figure=report(f"{EXP}/figures/segmentation_{EVAL_SPLIT}.png", caption="../report/segmentation_predictions.rst",
+                      category="DeepLab-v2", subcategory="{experiment}"),
     params:
         settings=settings("segmentation", "crf"),
         split=EVAL_SPLIT,
@@ -78,6 +80,8 @@ rule predict_test:
     output:
         predictions=directory(f"{EXP}/segmentation/predictions_{TEST_SPLIT}"),
         archive=f"{EXP}/test_predictions.tar.gz",
+        figure=report(f"{EXP}/figures/predictions_{TEST_SPLIT}.png", caption="../report/test_predictions.rst",
+                      category="DeepLab-v2", subcategory="{experiment}"),
     params:
         settings=settings("segmentation", "crf"),
         split=TEST_SPLIT,

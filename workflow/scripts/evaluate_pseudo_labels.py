@@ -7,6 +7,7 @@ from wsss.cli import base_parser, parse_args
 from wsss.data.voc import open_layout
 from wsss.evaluate import evaluate_pseudo_labels
 from wsss.figures import label_grid
+from wsss.provenance import provenance
 from wsss.pseudo_labels import read_label_index, write_label_index
 from wsss.runtime import log, setup_logging
 
@@ -23,7 +24,8 @@ setup_logging()
 layout = open_layout(args.dataset, args.manifest)
 write_label_index(args.shards, args.index)
 metrics = evaluate_pseudo_labels(args.index, layout, args.split)
-write_json(args.out, {**metrics, "run": {"code_version": args.code_version}})
+record = {"code_version": args.code_version, "split": args.split}
+write_json(args.out, {**metrics, "run": {"code_version": args.code_version, "provenance": provenance(record, "cpu")}})
 log.info("pseudo-label mIoU %.4f (%.1f%% ignored)", metrics["miou"], 100 * metrics["ignored_fraction"])
 label_grid(layout, {"pseudo label": read_label_index(args.index, verify=False)}, layout.names(args.split)[:6],
            args.figure, args.split)

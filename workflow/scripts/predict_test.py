@@ -2,8 +2,11 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
+from pathlib import Path
+
 from wsss.cli import parse_stage_args, stage_parser
 from wsss.data.voc import open_layout
+from wsss.figures import label_grid
 from wsss.inference import archive_predictions, predict
 from wsss.runtime import log
 
@@ -14,8 +17,13 @@ parser.add_argument("--manifest", help="the dataset's manifest (files checked ag
 parser.add_argument("--split", default="test")
 parser.add_argument("--predictions", required=True, help="output: directory of predicted label PNGs")
 parser.add_argument("--archive", required=True, help="output: the predictions in the server's layout (.tar.gz)")
+parser.add_argument("--figure", required=True, help="output: a few predictions beside their images (.png)")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 crf = settings["crf"] if settings["segmentation"]["eval_crf"] else None
-predict(args.model, open_layout(args.dataset, args.manifest), args.split, settings, args.predictions, crf)
+layout = open_layout(args.dataset, args.manifest)
+predict(args.model, layout, args.split, settings, args.predictions, crf)
+names = layout.names(args.split)[:6]
+label_grid(layout, {"prediction": {name: Path(args.predictions) / f"{name}.png" for name in names}}, names,
+           args.figure, truth=False)
 log.info("%d predictions of split %s packed in %s", archive_predictions(args.predictions, args.archive), args.split,
          args.archive)

@@ -1,4 +1,5 @@
-"""Stage: gather every experiment's metrics into results/benchmark.csv and a Markdown table."""
+"""Stage: gather every experiment's metrics into results/benchmark.csv and a Markdown table, each row's provenance
+into results/provenance.csv, and the configuration the run resolved into results/config.yaml."""
 
 from __future__ import annotations
 
@@ -66,8 +67,9 @@ def csv_text(rows: list[dict], columns) -> str:
 def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str | Path,
                     timings: dict[str, list[tuple[str, float]]] | None = None) -> None:
     write_text(csv_path, csv_text(rows, COLUMNS))
-    text = "# Benchmark\n\nmIoU of CAM seeds and pseudo labels on the training split, and of DeepLab-v2 on the " \
-           "evaluation split. fg_recall: share of object pixels labelled with their class (low: partial " \
+    text = "# Benchmark\n\nmIoU of CAM seeds and pseudo labels on the scored split, and of DeepLab-v2 on the " \
+           "evaluation split. The CAM seed rows are at the background threshold best on the scored split's own " \
+           "masks (named in `detail`): an oracle choice. fg_recall: share of object pixels labelled with their class (low: partial " \
            "masks); fg_precision: share of pixels given a class that are of it (low: spill-over).\n\n" \
            + markdown_table(rows)
     if timings:
@@ -76,3 +78,34 @@ def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str |
         if timing_rows:
             text += "\n## Wall time per job\n\n" + markdown_table(timing_rows, ("experiment", "job", "seconds"))
     write_text(markdown_path, text)
+
+
+PROVENANCE_COLUMNS = ("dataset", "experiment", "stage", "split", "commit", "config_sha256", "settings_sha256",
+                      "device", "trained_on", "date", "python", "torch", "torchvision", "numpy", "snakemake",
+                      "pydensecrf2")
+
+
+def provenance_rows(dataset: str, metrics_files: dict[str, list[str | Path]], histories: dict[tuple[str, str], str],
+                    config_sha256: str) -> list[dict]:
+    """Per row of the table: what the job that scored it recorded (commit, settings hash, packages, device, date),
+    and the device of the training behind it (`histories`: (experiment, stage) -> training history)."""
+    rows = []
+    for experiment, paths in metrics_files.items():
+        for path in paths:
+            metrics = read_json(path)
+            record = metrics.get("run", {}).get("provenance")
+            if record is None:
+                raise ValueError(f"{path} records no provenance (written by older code): rerun its job")
+            trained = histories.get((experiment, "segmentation" if metrics["stage"] == "segmentation"
+                                     else "classifier"))
+            trained_on = read_json(trained)["run"]["provenance"]["device"] if trained else ""
+            rows.append({"dataset": dataset, "experiment": experiment, "stage": metrics["stage"],
+                         "split": metrics["split"], "commit": record["commit"], "config_sha256": config_sha256,
+                         "settings_sha256": record["settings_sha256"], "device": record["device"],
+                         "trained_on": trained_on, "date": record["date"],
+                         **{package: record["packages"].get(package, "") for package in PROVENANCE_COLUMNS[10:]}})
+    return sorted(rows, key=lambda row: (list(metrics_files).index(row["experiment"]), STAGE_ORDER[row["stage"]]))
+
+
+def write_provenance(rows: list[dict], path: str | Path) -> None:
+    write_text(path, csv_text(rows, PROVENANCE_COLUMNS))

@@ -1,0 +1,42 @@
+"""Gather the metrics of every experiment into a CSV and a Markdown table, with each row's provenance and the
+configuration the run resolved."""
+
+import _repo  # noqa: F401  (makes wsss importable)
+
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from wsss.artifacts import write_text
+from wsss.cli import base_parser, parse_args
+from wsss.config import load_config
+from wsss.results_table import collect_rows, provenance_rows, read_timings, write_benchmark, write_provenance
+
+parser = base_parser(__doc__)
+parser.add_argument("--dataset-name", required=True)
+parser.add_argument("--csv", required=True, help="output: results table (.csv)")
+parser.add_argument("--markdown", required=True, help="output: results table (.md)")
+parser.add_argument("--provenance", required=True, help="output: each row's provenance (.csv)")
+parser.add_argument("--resolved-config", required=True, help="output: the configuration, defaults filled in (.yaml)")
+parser.add_argument("--config", help="the config file (under Snakemake: the run's configuration)")
+parser.add_argument("--benchmarks", nargs="*", default=[], help="EXPERIMENT=DIR of Snakemake benchmark files")
+parser.add_argument("--histories", nargs="*", default=[], help="EXPERIMENT:STAGE=history.json of the trainings")
+parser.add_argument("--metrics", nargs="+", required=True, help="EXPERIMENT=metrics.json")
+job = globals().get("snakemake")
+args = parse_args(parser, job)
+config = job.config if job is not None else load_config(args.config)
+metrics = defaultdict(list)
+for item in args.metrics:
+    experiment, path = item.split("=", 1)
+    metrics[experiment].append(path)
+histories = {tuple(item.split("=", 1)[0].split(":")): item.split("=", 1)[1] for item in args.histories}
+timings = {item.split("=", 1)[0]: read_timings(Path(item.split("=", 1)[1])) for item in args.benchmarks}
+config_sha256 = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+write_text(args.resolved_config, f"# resolved configuration, sha256 {config_sha256} of its JSON form\n"
+           + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+write_provenance(provenance_rows(args.dataset_name, dict(metrics), histories, config_sha256), args.provenance)
+write_benchmark(collect_rows(args.dataset_name, dict(metrics)), args.csv, args.markdown, timings)
+print(Path(args.markdown).read_text())
