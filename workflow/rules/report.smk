@@ -8,7 +8,7 @@ rule results_table:
         histories=[item.split("=", 1)[1] for item in training_histories()],
     output:
         csv=report(BENCHMARK_CSV, caption="../report/results_table.rst", category="Results"),
-        markdown=BENCHMARK_MD,
+        markdown=report(BENCHMARK_MD, caption="../report/results_markdown.rst", category="Results"),
         provenance=report(PROVENANCE_CSV, caption="../report/provenance.rst", category="Results"),
         resolved_config=report(RESOLVED_CONFIG, caption="../report/config.rst", category="Results"),
     params:

@@ -13,7 +13,14 @@ import yaml
 from wsss.artifacts import write_text
 from wsss.cli import base_parser, parse_args
 from wsss.config import load_config
-from wsss.results_table import collect_rows, provenance_rows, read_timings, write_benchmark, write_provenance
+from wsss.results_table import (
+    PUBLISHED,
+    collect_rows,
+    provenance_rows,
+    read_timings,
+    write_benchmark,
+    write_provenance,
+)
 
 parser = base_parser(__doc__)
 parser.add_argument("--dataset-name", required=True)
@@ -38,5 +45,7 @@ config_sha256 = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexd
 write_text(args.resolved_config, f"# resolved configuration, sha256 {config_sha256} of its JSON form\n"
            + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
 write_provenance(provenance_rows(args.dataset_name, dict(metrics), histories, config_sha256), args.provenance)
-write_benchmark(collect_rows(args.dataset_name, dict(metrics)), args.csv, args.markdown, timings)
+dataset = config["dataset"]  # a VOC tree read where it lies (source voc) named voc2012 is VOC 2012 too
+write_benchmark(collect_rows(args.dataset_name, dict(metrics)), args.csv, args.markdown, timings,
+                dataset["source"] if dataset["source"] in PUBLISHED else dataset["name"])
 print(Path(args.markdown).read_text())
