@@ -1,14 +1,13 @@
 """Downloads from an HTTP server on 127.0.0.1 (resume after a cut, pins checked) and safe archive extraction."""
 
 import hashlib
-import http.server
 import io
 import os
 import tarfile
-import threading
 import zipfile
 
 import pytest
+from dataset_archives import Server
 
 from wsss.artifacts import ArtifactError
 from wsss.data.download import DownloadError, extract, fetch, partial_path
@@ -17,54 +16,11 @@ PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class Server(http.server.ThreadingHTTPServer):
-    """Serves files from a dict, honours Range, counts the bytes sent, and can cut the first response short."""
-
-    def __init__(self, files: dict[str, bytes]):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.files, self.sent, self.cut_after = files, 0, None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        data = self.server.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        start = 0
-        if self.headers.get("Range"):
-            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
-                self.send_error(416)
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        body = data[start:]
-        if self.server.cut_after is not None:  # the connection drops mid-file, once
-            body, self.server.cut_after = body[: self.server.cut_after], None
-        self.wfile.write(body)
-        self.server.sent += len(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server():
     served = Server({"/data.bin": PAYLOAD})
-    thread = threading.Thread(target=served.serve_forever, daemon=True)
-    thread.start()
     yield served
-    served.shutdown()
-    served.server_close()
+    served.stop()
 
 
 def test_a_cut_connection_keeps_the_partial_file_and_the_next_call_resumes_it(server, tmp_path):
@@ -158,7 +114,6 @@ def test_a_zip_symlink_is_refused(tmp_path):
 
 def test_the_download_rule_takes_an_entry_of_the_config_only_once_its_pin_matches(server, tmp_path):
     import yaml
-
     from conftest import snakemake
 
     def run(sha256: str, url: str, *options: str):

@@ -45,6 +45,16 @@ def assembled_root(root: str | os.PathLike, source: str, archives: dict[str, Pat
                                                                             in sorted(archives.items())}, **counts})
 
 
+def assemble(build, archives: dict, root: str | os.PathLike, source: str, needed: tuple[str, ...],
+             optional: tuple[str, ...], workers: int = 1, progress=None, log=print) -> dict:
+    """Check the archives' roles, then `build(archives, folder, workers, progress, log) -> counts` the dataset in
+    a temporary folder that appears at `root` when it returns; return the counts."""
+    archives = check_roles(archives, needed, optional, source)
+    with assembled_root(root, source, archives) as (folder, counts):
+        counts.update(build(archives, folder, workers, progress, log))
+    return counts
+
+
 def unpack(archive: Path, root: Path, role: str, log=print) -> Path:
     """Unpack `archive` into a scratch folder of the root being assembled; return that folder."""
     log(f"unpacking {archive}")

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 
 from ..artifacts import ArtifactError
-from .assembly import assembled_root, check_roles, find_folder, take_saliency_maps, unpack
+from . import assembly
+from .assembly import find_folder, take_saliency_maps, unpack
 from .coco import convert_split
 
 NEEDED_ARCHIVES = ("train_images", "val_images", "annotations")
@@ -30,10 +31,8 @@ SPLITS = {"train": ("train_images", "train2014"), "val": ("val_images", "val2014
 def assemble(archives: dict[str, str | os.PathLike], root: str | os.PathLike, workers: int = 1,
              progress=None, log=print) -> dict:
     """Build the COCO 2014 root from the archives (roles as in the module docstring); return the counts."""
-    archives = check_roles(archives, NEEDED_ARCHIVES, OPTIONAL_ARCHIVES, "COCO 2014")
-    with assembled_root(root, "coco2014", archives) as (folder, counts):
-        counts.update(_assemble_into(archives, folder, workers, progress, log))
-    return counts
+    return assembly.assemble(_assemble_into, archives, root, "coco2014", NEEDED_ARCHIVES, OPTIONAL_ARCHIVES, workers,
+                             progress, log)
 
 
 def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress, log) -> dict:

@@ -38,7 +38,8 @@ import numpy as np
 from PIL import Image
 
 from ..artifacts import ArtifactError, write_lines
-from .assembly import assembled_root, check_roles, find_folder, run_tasks, take_saliency_maps, unpack
+from . import assembly
+from .assembly import find_folder, run_tasks, take_saliency_maps, unpack
 from .voc import VOC_CLASSES, check_label_values, read_name_list, write_class_list, write_label_png
 
 NEEDED_ARCHIVES = ("trainval", "sbd")
@@ -127,10 +128,8 @@ def check_listed_images(root: Path, names: list[str], list_file: Path) -> None:
 def assemble(archives: dict[str, str | os.PathLike], root: str | os.PathLike, workers: int = 1,
              progress=None, log=print) -> dict:
     """Build the VOC 2012 + SBD root from the archives (roles as in the module docstring); return the counts."""
-    archives = check_roles(archives, NEEDED_ARCHIVES, OPTIONAL_ARCHIVES, "VOC 2012 with train_aug")
-    with assembled_root(root, "voc2012", archives) as (folder, counts):
-        counts.update(_assemble_into(archives, folder, workers, progress, log))
-    return counts
+    return assembly.assemble(_assemble_into, archives, root, "voc2012", NEEDED_ARCHIVES, OPTIONAL_ARCHIVES, workers,
+                             progress, log)
 
 
 def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress, log) -> dict:
