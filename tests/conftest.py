@@ -1,7 +1,9 @@
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,12 +25,24 @@ TINY_OPTIONS = {"image_size": 64}
 TINY_CONFIG = REPO / "config" / "tiny.yaml"
 
 
+@functools.cache
+def no_slurm_controller() -> str:
+    """A folder holding an `scontrol` that fails at once. Snakemake loads the slurm executor plugin at every
+    start, and the plugin runs `scontrol show config`; where SLURM is installed but no controller answers (CI,
+    once the SLURM test has stopped its daemons) that call waits about 9 s. Local runs need no SLURM."""
+    folder = Path(tempfile.mkdtemp(prefix="no-slurm-"))
+    (folder / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (folder / "scontrol").chmod(0o755)
+    return str(folder)
+
+
 def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
-    """Run the workflow in `workdir` on 2 cores (a subprocess, as a user would)."""
+    """Run the workflow in `workdir` on 2 cores (a subprocess, as a user would), locally (no SLURM)."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
                str(workdir), "--cores", "2", *args]
+    path = f"{no_slurm_controller()}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, "PATH": path, **(env or {})})
 
 
 @pytest.fixture(scope="session")
