@@ -80,8 +80,9 @@ def _complete_resources(config: dict) -> None:
             config["resources"][stage] = {**stages[stage]["default"], **value}
 
 
-ARCHIVE_ROLES = {"voc2012": ({"trainval", "sbd"}, {"test", "saliency"}),
-                 "coco2014": ({"train_images", "val_images", "annotations"}, {"saliency"})}
+# The archives a downloaded dataset is assembled from, by role: (needed, optional).
+ARCHIVE_ROLES = {"voc2012": (("trainval", "sbd"), ("test", "saliency")),
+                 "coco2014": (("train_images", "val_images", "annotations"), ("saliency",))}
 
 
 def _check_archives(config: dict, source: str) -> None:
@@ -94,13 +95,13 @@ def _check_archives(config: dict, source: str) -> None:
                               f"not {dataset['source']}")
         return
     needed, optional = ARCHIVE_ROLES[dataset["source"]]
-    for role in sorted(needed - set(archives)):
+    for role in sorted(set(needed) - set(archives)):
         raise ConfigError(f"{source}: dataset.archives.{role} is needed with dataset.source {dataset['source']} "
                           f"(the entry of `downloads` that holds it)")
     for role, name in sorted(archives.items()):
-        if role not in needed | optional:
+        if role not in needed + optional:
             raise ConfigError(f"{source}: dataset.archives.{role}: unknown role for {dataset['source']} (known: "
-                              f"{', '.join(sorted(needed | optional))})")
+                              f"{', '.join(sorted(needed + optional))})")
         if name not in config["downloads"]:
             raise ConfigError(f"{source}: dataset.archives.{role} names {name!r}, which is not an entry of "
                               f"`downloads`")

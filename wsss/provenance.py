@@ -42,7 +42,8 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def settings_sha256(settings: dict) -> str:
-    """A stage's settings (as the rule passes them) as a hash: equal settings, equal hash."""
+    """Settings (a stage's, as the rule passes them, or a whole configuration) as a hash: equal settings, equal
+    hash."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

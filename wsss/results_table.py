@@ -31,11 +31,21 @@ def metrics_row(dataset: str, experiment: str, metrics: dict) -> dict:
             "num_images": metrics["num_images"], "detail": detail}
 
 
-def collect_rows(dataset: str, metrics_files: dict[str, list[str | Path]]) -> list[dict]:
-    """Rows from {experiment: [metrics json, ...]}, ordered by experiment then stage."""
-    rows = [metrics_row(dataset, experiment, read_json(path))
-            for experiment, paths in metrics_files.items() for path in paths]
-    return sorted(rows, key=lambda row: (list(metrics_files).index(row["experiment"]), STAGE_ORDER[row["stage"]]))
+def read_metrics(metrics_files: dict[str, list[str | Path]]) -> dict[str, dict[str, dict]]:
+    """{experiment: {metrics json: its metrics}} from {experiment: [metrics json, ...]}."""
+    return {experiment: {str(path): read_json(path) for path in paths} for experiment, paths in metrics_files.items()}
+
+
+def in_table_order(rows: list[dict], experiments: list[str]) -> list[dict]:
+    """Rows ordered by experiment (as `experiments` lists them), then stage."""
+    return sorted(rows, key=lambda row: (experiments.index(row["experiment"]), STAGE_ORDER[row["stage"]]))
+
+
+def collect_rows(dataset: str, metrics: dict[str, dict[str, dict]]) -> list[dict]:
+    """Rows from `read_metrics`'s {experiment: {path: metrics}}, ordered by experiment then stage."""
+    rows = [metrics_row(dataset, experiment, record) for experiment, records in metrics.items()
+            for record in records.values()]
+    return in_table_order(rows, list(metrics))
 
 
 def read_timings(benchmark_dir: str | Path) -> list[tuple[str, float]]:
@@ -92,8 +102,9 @@ def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str |
     write_text(csv_path, csv_text(rows, COLUMNS))
     text = "# Benchmark\n\nmIoU of CAM seeds and pseudo labels on the scored split, and of DeepLab-v2 on the " \
            "evaluation split. The CAM seed rows are at the background threshold best on the scored split's own " \
-           "masks (named in `detail`): an oracle choice. fg_recall: share of object pixels labelled with their class (low: partial " \
-           "masks); fg_precision: share of pixels given a class that are of it (low: spill-over).\n\n" \
+           "masks (named in `detail`): an oracle choice. fg_recall: share of object pixels labelled with their " \
+           "class (low: partial masks); fg_precision: share of pixels given a class that are of it (low: " \
+           "spill-over).\n\n" \
            + markdown_table(rows)
     published = published_rows(source, rows)
     if published:
@@ -114,26 +125,26 @@ PROVENANCE_COLUMNS = ("dataset", "experiment", "stage", "split", "commit", "conf
                       "pydensecrf2")
 
 
-def provenance_rows(dataset: str, metrics_files: dict[str, list[str | Path]], histories: dict[tuple[str, str], str],
+def provenance_rows(dataset: str, metrics: dict[str, dict[str, dict]], histories: dict[tuple[str, str], str],
                     config_sha256: str) -> list[dict]:
-    """Per row of the table: what the job that scored it recorded (commit, settings hash, packages, device, date),
-    and the device of the training behind it (`histories`: (experiment, stage) -> training history)."""
+    """Per row of the table (`metrics` as for `collect_rows`): what the job that scored it recorded (commit,
+    settings hash, packages, device, date), and the device of the training behind it (`histories`:
+    (experiment, stage) -> training history)."""
     rows = []
-    for experiment, paths in metrics_files.items():
-        for path in paths:
-            metrics = read_json(path)
-            record = metrics.get("run", {}).get("provenance")
+    for experiment, records in metrics.items():
+        for path, scored in records.items():
+            record = scored.get("run", {}).get("provenance")
             if record is None:
                 raise ValueError(f"{path} records no provenance (written by older code): rerun its job")
-            trained = histories.get((experiment, "segmentation" if metrics["stage"] == "segmentation"
+            trained = histories.get((experiment, "segmentation" if scored["stage"] == "segmentation"
                                      else "classifier"))
             trained_on = read_json(trained)["run"]["provenance"]["device"] if trained else ""
-            rows.append({"dataset": dataset, "experiment": experiment, "stage": metrics["stage"],
-                         "split": metrics["split"], "commit": record["commit"], "config_sha256": config_sha256,
+            rows.append({"dataset": dataset, "experiment": experiment, "stage": scored["stage"],
+                         "split": scored["split"], "commit": record["commit"], "config_sha256": config_sha256,
                          "settings_sha256": record["settings_sha256"], "device": record["device"],
                          "trained_on": trained_on, "date": record["date"],
                          **{package: record["packages"].get(package, "") for package in PROVENANCE_COLUMNS[10:]}})
-    return sorted(rows, key=lambda row: (list(metrics_files).index(row["experiment"]), STAGE_ORDER[row["stage"]]))
+    return in_table_order(rows, list(metrics))
 
 
 def write_provenance(rows: list[dict], path: str | Path) -> None:

@@ -19,7 +19,15 @@ from __future__ import annotations
 import copy
 import json
 
-from .config import ConfigError, deep_merge, derive_seed, experiments_to_run, resolve_experiment, result_compute
+from .config import (
+    ARCHIVE_ROLES,
+    ConfigError,
+    deep_merge,
+    derive_seed,
+    experiments_to_run,
+    resolve_experiment,
+    result_compute,
+)
 
 PRETRAIN_EXPERIMENT = "pretrain"
 GPU_STAGES = ("pretrain", "classifier", "cams", "segmentation", "predict")
@@ -95,7 +103,7 @@ def dataset_archives(config: dict) -> dict[str, str]:
     dataset = config["dataset"]
     archives = dict(dataset["archives"])
     if uses_saliency(config):
-        if dataset["source"] in ("voc2012", "coco2014") and "saliency" not in archives:
+        if dataset["source"] in ARCHIVE_ROLES and "saliency" not in archives:
             raise ConfigError("pseudo_labels.mode 'saliency' needs saliency maps: set dataset.archives.saliency to "
                               "the `downloads` entry of your copy, or use pseudo_labels.mode 'crf'")
     else:

@@ -231,9 +231,6 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     layout = open_layout(dataset)
     dataset = ClassificationDataset(layout, split, train_settings["input_size"], train_settings["scale_range"],
                                     train_settings["color_jitter"])
-    if train_settings["backbone"]["weights"]:
-        log.info("backbone starts from %s (sha256 %s)", train_settings["backbone"]["weights"],
-                 weights_sha256(train_settings["backbone"]["weights"]))
     model = init_classifier(train_settings, seed, layout.num_foreground).to(device)
     optimizer = make_optimizer(model, train_settings)
     network = wrap_distributed(model, device, find_unused_parameters=model.uses_aggregation) if distributed \
@@ -245,6 +242,9 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
     accumulated_checkpoint = Path(checkpoint_dir) / "accumulated.h5"
     fingerprint = run_fingerprint(layout, dataset, settings, device)
+    if fingerprint["starting_weights"]:
+        log.info("backbone starts from %s (sha256 %s)", train_settings["backbone"]["weights"],
+                 fingerprint["starting_weights"])
     history, start_epoch, accumulated = [], 0, {}
     state = load_checkpoint(checkpoint_path, fingerprint, device)
     if state is not None:

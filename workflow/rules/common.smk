@@ -150,10 +150,10 @@ def test_archives(experiment):
 
 
 def training_histories():
-    """EXPERIMENT:STAGE=history of each training behind a row (an oracle trains no classifier)."""
-    histories = []
+    """{"EXPERIMENT:STAGE": history} of each training behind a row (an oracle trains no classifier)."""
+    histories = {}
     for experiment in RUN:
-        if not trains_on_ground_truth(experiment):
-            histories.append(f"{experiment}:classifier={RESULTS}/{experiment}/classifier/history.json")
-        histories.append(f"{experiment}:segmentation={RESULTS}/{experiment}/segmentation/history.json")
+        stages = ["segmentation"] if trains_on_ground_truth(experiment) else ["classifier", "segmentation"]
+        for stage in stages:
+            histories[f"{experiment}:{stage}"] = f"{RESULTS}/{experiment}/{stage}/history.json"
     return histories

@@ -5,7 +5,7 @@
 rule results_table:
     input:
         metrics=[path for experiment in RUN for path in experiment_metrics(experiment)],
-        histories=[item.split("=", 1)[1] for item in training_histories()],
+        histories=list(training_histories().values()),
     output:
         csv=report(BENCHMARK_CSV, caption="../report/results_table.rst", category="Results"),
         markdown=report(BENCHMARK_MD, caption="../report/results_markdown.rst", category="Results"),
@@ -14,7 +14,7 @@ rule results_table:
     params:
         dataset_name=DATASET,
         metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
-        histories=training_histories(),
+        histories=[f"{key}={path}" for key, path in training_histories().items()],
         benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN]
         + ([f"pretrain={PRETRAIN}/benchmarks"] if PRETRAIN_ENABLED else []),
         code_version=code("results_table.py"),

@@ -1,15 +1,16 @@
 """Make the dataset root in VOC layout: generate the built-in dataset (dataset.source synthetic), or assemble
 VOC 2012 + SBD or COCO 2014 from their downloaded archives (voc2012, coco2014)."""
 
+import _repo  # noqa: F401  (makes wsss importable)
+
 import json
 import sys
 
-import _repo  # noqa: F401  (makes wsss importable)
-
 from wsss.cli import parse_stage_args, stage_parser
+from wsss.config import ARCHIVE_ROLES
 from wsss.runtime import log, progress
 
-ROLES = ("trainval", "sbd", "test", "train_images", "val_images", "annotations", "saliency")
+ROLES = sorted({role for needed, optional in ARCHIVE_ROLES.values() for role in needed + optional})
 
 parser = stage_parser(__doc__, ("dataset",))
 parser.add_argument("--out", required=True, help="dataset root to create (must not exist)")
@@ -18,7 +19,7 @@ for role in ROLES:
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 dataset = settings["dataset"]
 archives = {role: getattr(args, role) for role in ROLES if getattr(args, role)}
-bar = lambda **options: progress(None, **options)
+bar = lambda **options: progress(None, **options)  # noqa: E731
 if dataset["source"] == "synthetic":
     from wsss.data.synthetic import generate_dataset
 

@@ -3,7 +3,6 @@ configuration the run resolved."""
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -13,10 +12,12 @@ import yaml
 from wsss.artifacts import write_text
 from wsss.cli import base_parser, parse_args
 from wsss.config import load_config
+from wsss.provenance import settings_sha256
 from wsss.results_table import (
     PUBLISHED,
     collect_rows,
     provenance_rows,
+    read_metrics,
     read_timings,
     write_benchmark,
     write_provenance,
@@ -35,17 +36,18 @@ parser.add_argument("--metrics", nargs="+", required=True, help="EXPERIMENT=metr
 job = globals().get("snakemake")
 args = parse_args(parser, job)
 config = job.config if job is not None else load_config(args.config)
-metrics = defaultdict(list)
+metrics_files = defaultdict(list)
 for item in args.metrics:
     experiment, path = item.split("=", 1)
-    metrics[experiment].append(path)
+    metrics_files[experiment].append(path)
+metrics = read_metrics(dict(metrics_files))
 histories = {tuple(item.split("=", 1)[0].split(":")): item.split("=", 1)[1] for item in args.histories}
 timings = {item.split("=", 1)[0]: read_timings(Path(item.split("=", 1)[1])) for item in args.benchmarks}
-config_sha256 = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+config_sha256 = settings_sha256(config)
 write_text(args.resolved_config, f"# resolved configuration, sha256 {config_sha256} of its JSON form\n"
            + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
-write_provenance(provenance_rows(args.dataset_name, dict(metrics), histories, config_sha256), args.provenance)
+write_provenance(provenance_rows(args.dataset_name, metrics, histories, config_sha256), args.provenance)
 dataset = config["dataset"]  # a VOC tree read where it lies (source voc) named voc2012 is VOC 2012 too
-write_benchmark(collect_rows(args.dataset_name, dict(metrics)), args.csv, args.markdown, timings,
+write_benchmark(collect_rows(args.dataset_name, metrics), args.csv, args.markdown, timings,
                 dataset["source"] if dataset["source"] in PUBLISHED else dataset["name"])
 print(Path(args.markdown).read_text())

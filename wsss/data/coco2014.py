@@ -19,12 +19,12 @@ import os
 from pathlib import Path
 
 from ..artifacts import ArtifactError
+from ..config import ARCHIVE_ROLES
 from . import assembly
 from .assembly import find_folder, take_saliency_maps, unpack
 from .coco import convert_split
 
-NEEDED_ARCHIVES = ("train_images", "val_images", "annotations")
-OPTIONAL_ARCHIVES = ("saliency",)
+NEEDED_ARCHIVES, OPTIONAL_ARCHIVES = ARCHIVE_ROLES["coco2014"]
 SPLITS = {"train": ("train_images", "train2014"), "val": ("val_images", "val2014")}
 
 

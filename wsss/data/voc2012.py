@@ -38,12 +38,12 @@ import numpy as np
 from PIL import Image
 
 from ..artifacts import ArtifactError, write_lines
+from ..config import ARCHIVE_ROLES
 from . import assembly
 from .assembly import find_folder, run_tasks, take_saliency_maps, unpack
 from .voc import VOC_CLASSES, check_label_values, read_name_list, write_class_list, write_label_png
 
-NEEDED_ARCHIVES = ("trainval", "sbd")
-OPTIONAL_ARCHIVES = ("test", "saliency")
+NEEDED_ARCHIVES, OPTIONAL_ARCHIVES = ARCHIVE_ROLES["voc2012"]
 SPLITS_WITH_TAGS = ("train_aug", "train", "val")
 
 
