@@ -88,7 +88,7 @@ def test_saliency_maps_are_taken_by_name_and_the_index_accepts_the_root(voc_sour
     assert counts["saliency_maps"] == len(voc_source.train_aug)
     name = voc_source.train_aug[0]
     assert np.array_equal(read_grey(root / "saliency" / f"{name}.png") > 0, voc_source.label(name) > 0)
-    config = {"dataset": {"train_split": "train_aug", "score_split": "train", "eval_split": "val",
+    config = {"dataset": {"train_split": "train_aug", "score_split": "train", "val_split": "val",
                           "test_split": "test", "masks": {"train_aug": "SegmentationClassAug"}},
               "experiments": {"cam": {}}}
     from wsss.config import validate_config
@@ -211,11 +211,11 @@ def loopback_config(workdir, server_url, archives, name="vocloop", experiments=(
     config["pseudo_labels"] = {**config["pseudo_labels"], "mode": "saliency" if source == "voc2012" else "crf"}
     if source == "voc2012":
         config["dataset"] = {"name": name, "source": source, "root": f"resources/{name}", "train_split": "train_aug",
-                             "score_split": "train", "eval_split": "val", "test_split": "test",
+                             "score_split": "train", "val_split": "val", "test_split": "test",
                              "masks": {"train_aug": "SegmentationClassAug"}, "archives": dict(ROLES)}
     else:
         config["dataset"] = {"name": name, "source": source, "root": f"resources/{name}", "train_split": "train",
-                             "eval_split": "val", "test_split": None, "archives": dict(COCO_ROLES)}
+                             "val_split": "val", "test_split": None, "archives": dict(COCO_ROLES)}
     config["downloads"] = downloads_section(server_url, archives)
     config["pretrain"] = {"images": 0}
     config["experiments"] = {experiment: config["experiments"][experiment] for experiment in experiments}

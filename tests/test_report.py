@@ -55,4 +55,4 @@ def test_every_row_has_its_provenance_and_the_resolved_config_has_every_default(
     resolved = yaml.safe_load((tiny_run / "results/config.yaml").read_text())
     given = yaml.safe_load(TINY_CONFIG.read_text())
     assert resolved["classifier"]["epochs"] == given["classifier"]["epochs"]
-    assert resolved["crf"] and resolved["dataset"]["eval_split"] == "val"  # defaults filled in
+    assert resolved["crf"] and resolved["dataset"]["val_split"] == "val"  # defaults filled in

@@ -61,6 +61,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source} does not follow {SCHEMA_PATH.name}:\n" + "\n".join(lines))
     _complete_resources(config)
     _check_ranges(config, source)
+    _check_split_roles(config, source)
     _check_archives(config, source)
     if config["pretrain"]["images"] > 0:
         if config["dataset"]["source"] != "synthetic":
@@ -113,6 +114,20 @@ def _check_ranges(config: dict, source: str) -> None:
         low, high = config[section]["scale_range"]
         if low > high:
             raise ConfigError(f"{source}: {section}.scale_range [{low}, {high}] is reversed: give [low, high]")
+
+
+def _check_split_roles(config: dict, source: str) -> None:
+    """The tuning split is not a training split, and the held-out test split is neither (docs/evaluation.md)."""
+    dataset = config["dataset"]
+    if dataset["val_split"] in (dataset["train_split"], dataset["score_split"]):
+        raise ConfigError(f"{source}: dataset.val_split {dataset['val_split']!r} is also the train or score split: "
+                          f"the tuning split must be held out from training")
+    if dataset["test_split"] is not None and dataset["test_split"] in (dataset["train_split"], dataset["score_split"],
+                                                                      dataset["val_split"]):
+        raise ConfigError(f"{source}: dataset.test_split {dataset['test_split']!r} is also the train, score or val "
+                          f"split: the test split is held out from training and tuning")
+    if dataset["test_labelled"] and dataset["test_split"] is None:
+        raise ConfigError(f"{source}: dataset.test_labelled is true but dataset.test_split is null")
 
 
 def section_defaults(section: str) -> dict:

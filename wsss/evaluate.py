@@ -14,14 +14,15 @@ from .pseudo_labels import read_label_index, seed_label
 from .runtime import progress
 
 
-def evaluate_cams(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str, thresholds: list[float]) -> dict:
-    """mIoU of CAM seeds at every background threshold; the best threshold's full metrics."""
+def seed_sweep(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str,
+               thresholds: list[float]) -> tuple[list[str], np.ndarray]:
+    """The split's names and one confusion matrix of its CAM seeds per background threshold."""
     layout = open_layout(dataset)
     num_classes = len(layout.class_names)
     names = layout.names(split)
     confusions = np.zeros((len(thresholds), num_classes, num_classes), np.int64)
     with open_hdf5(cams_path) as handle:
-        for name in progress(names, desc="evaluating CAM seeds"):
+        for name in progress(names, desc=f"CAM seeds of {split}"):
             cams, tags = read_cam_entry(handle, name)
             truth = layout.read_mask(name, split)
             if cams.shape[1:] != truth.shape:
@@ -29,10 +30,24 @@ def evaluate_cams(cams_path: str | Path, dataset: str | Path | VOCLayout, split:
                                     f"{layout.label_path(name, split)} {truth.shape}")
             for index, threshold in enumerate(thresholds):
                 confusions[index] += confusion_matrix(truth, seed_label(cams, tags, threshold), num_classes)
+    return names, confusions
+
+
+def evaluate_cams(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str, thresholds: list[float],
+                  threshold: float | None = None, chosen_on: str | None = None) -> dict:
+    """mIoU of CAM seeds at every background threshold. The row's metrics are those at `threshold` (chosen
+    elsewhere: on the val split, `chosen_on`), or, without one, at the threshold best on this split's own masks;
+    that best one is recorded either way as the oracle (`oracle_threshold`, `oracle_miou`)."""
+    layout = open_layout(dataset)
+    thresholds = sorted(set(thresholds) | ({threshold} if threshold is not None else set()))
+    names, confusions = seed_sweep(cams_path, layout, split, thresholds)
     sweep = [{"threshold": t, "miou": summarise(c, layout.class_names)["miou"]} for t, c in zip(thresholds, confusions)]
-    best = max(range(len(thresholds)), key=lambda i: sweep[i]["miou"])
-    return {"stage": "cam", "split": split, "num_images": len(names), "best_threshold": thresholds[best],
-            "sweep": sweep, **summarise(confusions[best], layout.class_names)}
+    oracle = max(range(len(thresholds)), key=lambda i: sweep[i]["miou"])
+    chosen = oracle if threshold is None else thresholds.index(threshold)
+    return {"stage": "cam", "split": split, "num_images": len(names), "threshold": thresholds[chosen],
+            "threshold_chosen_on": split if threshold is None else chosen_on,
+            "oracle_threshold": thresholds[oracle], "oracle_miou": sweep[oracle]["miou"], "sweep": sweep,
+            **summarise(confusions[chosen], layout.class_names)}
 
 
 def evaluate_label_maps(label_paths: dict[str, Path], dataset: str | Path | VOCLayout, split: str, stage: str) -> dict:

@@ -39,13 +39,35 @@ def plot_curves(records: list[dict], x_key: str, y_keys: list[str], title: str, 
 
 
 def plot_threshold_sweep(metrics: dict, path: str | Path) -> None:
+    """Seed mIoU against the background threshold: the chosen threshold (its split named) and the oracle."""
     figure, axis = plt.subplots(figsize=(4, 3))
     axis.plot([p["threshold"] for p in metrics["sweep"]], [p["miou"] for p in metrics["sweep"]], marker="o")
-    axis.axvline(metrics["best_threshold"], color="grey", linestyle="--")
+    axis.axvline(metrics["threshold"], color="tab:red", linestyle="-",
+                 label=f"chosen on {metrics['threshold_chosen_on']}: {metrics['threshold']}")
+    axis.axvline(metrics["oracle_threshold"], color="grey", linestyle="--",
+                 label=f"best on {metrics['split']} (oracle): {metrics['oracle_threshold']}")
     axis.set_xlabel("background threshold")
-    axis.set_ylabel("seed mIoU")
-    axis.set_title(f"CAM seeds: best {metrics['miou']:.3f} at {metrics['best_threshold']}")
+    axis.set_ylabel(f"seed mIoU ({metrics['split']})")
+    axis.set_title(f"CAM seeds: {metrics['miou']:.3f} at {metrics['threshold']}", fontsize=9)
+    axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_background_tuning(tuning: dict, path: str | Path) -> None:
+    """On the val split: seed mIoU per background threshold, and pseudo-label mIoU per bg_power (when swept)."""
+    sweeps = [("threshold_sweep", "threshold", "background threshold", "bg_threshold", "seed mIoU")]
+    if tuning["bg_power_sweep"]:
+        sweeps.append(("bg_power_sweep", "bg_power", "bg_power", "bg_power", "pseudo-label mIoU"))
+    figure, axes = plt.subplots(1, len(sweeps), figsize=(4 * len(sweeps), 3), squeeze=False)
+    for axis, (key, x, xlabel, chosen, ylabel) in zip(axes[0], sweeps):
+        axis.plot([p[x] for p in tuning[key]], [p["miou"] for p in tuning[key]], marker="o")
+        axis.axvline(tuning[chosen], color="tab:red", label=f"chosen: {tuning[chosen]}")
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(f"{ylabel} ({tuning['split']})")
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    figure.suptitle(f"choices made on {tuning['split']} ({tuning['num_images']} images)", fontsize=9)
     _save(figure, path)
 
 

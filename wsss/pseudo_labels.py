@@ -76,6 +76,23 @@ def saliency_label(image: np.ndarray, cams: np.ndarray, tags: list[int], salienc
     return label
 
 
+def pseudo_label(layout: VOCLayout, name: str, image: np.ndarray, cams: np.ndarray, tags: list[int], settings: dict,
+                 crf_settings: dict) -> np.ndarray:
+    """The pseudo label of one image in the mode of `settings` (pseudo_labels section; bg_power a number)."""
+    if settings["mode"] == "saliency":
+        return saliency_label(image, cams, tags, layout.read_saliency(name), settings, crf_settings)
+    return crf_label(image, cams, tags, settings, crf_settings)
+
+
+def with_bg_power(settings: dict, tuning: dict | None) -> dict:
+    """The pseudo_labels settings with bg_power 'val' replaced by the value chosen on val (`tuning`)."""
+    if settings["bg_power"] != "val":
+        return settings
+    if tuning is None:
+        raise ValueError("pseudo_labels.bg_power is 'val': give the choice made on val (tune_background's output)")
+    return {**settings, "bg_power": tuning["bg_power"]}
+
+
 # --- sharded, multi-process driver -------------------------------------------------------------------
 
 SHARD_LIST = "labels.sha256"
@@ -95,10 +112,7 @@ def _label_one(name: str) -> tuple[str, str]:
     if cams.shape[1:] != image.shape[:2]:
         raise ArtifactError(f"CAMs of {name} in {_WORKER['handle'].filename} are {cams.shape[1:]}, its image "
                             f"{image.shape[:2]}")
-    if settings["mode"] == "saliency":
-        label = saliency_label(image, cams, tags, layout.read_saliency(name), settings, _WORKER["crf"])
-    else:
-        label = crf_label(image, cams, tags, settings, _WORKER["crf"])
+    label = pseudo_label(layout, name, image, cams, tags, settings, _WORKER["crf"])
     path = _WORKER["out_dir"] / f"{name}.png"
     write_label_png(path, label, atomic=False)
     return name, file_sha256(path)

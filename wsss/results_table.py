@@ -9,8 +9,9 @@ from pathlib import Path
 
 from .artifacts import read_json, write_text
 
-COLUMNS = ("dataset", "experiment", "stage", "split", "miou", "pixel_accuracy", "fg_recall", "fg_precision",
+COLUMNS = ("dataset", "experiment", "stage", "split", "role", "miou", "pixel_accuracy", "fg_recall", "fg_precision",
            "num_images", "detail")
+ROLE_LABELS = {"train": "train", "score": "train", "val": "val (tuning)", "test": "test (held out)"}
 STAGE_ORDER = {"cam": 0, "pseudo_label": 1, "segmentation": 2}
 
 
@@ -18,17 +19,35 @@ def _rounded(value) -> float | str:
     return "" if value is None else round(value, 4)
 
 
-def metrics_row(dataset: str, experiment: str, metrics: dict) -> dict:
-    detail = ""
+def split_role_labels(roles: dict[str, str | None]) -> dict[str, str]:
+    """{split: its role as the table names it} from `rules.split_roles`'s {role: split}."""
+    return {split: ROLE_LABELS[role] for role, split in roles.items() if split is not None}
+
+
+def choices_detail(metrics: dict) -> str:
+    """Which value each choice behind a row took, and on which split it was made."""
     if metrics["stage"] == "cam":
-        detail = f"best background threshold {metrics['best_threshold']}"
-    elif "ignored_fraction" in metrics and metrics["ignored_fraction"] > 0:
-        detail = f"{100 * metrics['ignored_fraction']:.1f}% ignored; labelled-pixel mIoU {metrics['labelled_miou']:.4f}"
+        return (f"threshold {metrics['threshold']} chosen on {metrics['threshold_chosen_on']}; oracle (best on "
+                f"{metrics['split']}'s masks) {metrics['oracle_miou']:.4f} at {metrics['oracle_threshold']}")
+    if "bg_power" in metrics:
+        source = "fixed in config" if metrics["bg_power_chosen_on"] == "config" else \
+            f"chosen on {metrics['bg_power_chosen_on']}"
+        return f"bg_power {metrics['bg_power']} {source}"
+    return ""
+
+
+def metrics_row(dataset: str, experiment: str, metrics: dict, roles: dict[str, str] | None = None) -> dict:
+    """One row of the table; `roles`: {split: role label} (`split_role_labels`)."""
+    details = [choices_detail(metrics)]
+    if metrics.get("ignored_fraction", 0) > 0:
+        details.append(f"{100 * metrics['ignored_fraction']:.1f}% ignored; labelled-pixel mIoU "
+                       f"{metrics['labelled_miou']:.4f}")
     return {"dataset": dataset, "experiment": experiment, "stage": metrics["stage"], "split": metrics["split"],
+            "role": (roles or {}).get(metrics["split"], ""),
             "miou": round(metrics["miou"], 4), "pixel_accuracy": round(metrics["pixel_accuracy"], 4),
             "fg_recall": _rounded(metrics.get("foreground_recall")),
             "fg_precision": _rounded(metrics.get("foreground_precision")),
-            "num_images": metrics["num_images"], "detail": detail}
+            "num_images": metrics["num_images"], "detail": "; ".join(detail for detail in details if detail)}
 
 
 def read_metrics(metrics_files: dict[str, list[str | Path]]) -> dict[str, dict[str, dict]]:
@@ -37,13 +56,13 @@ def read_metrics(metrics_files: dict[str, list[str | Path]]) -> dict[str, dict[s
 
 
 def in_table_order(rows: list[dict], experiments: list[str]) -> list[dict]:
-    """Rows ordered by experiment (as `experiments` lists them), then stage."""
+    """Rows ordered by experiment (as `experiments` lists them), then stage (a stage's rows keep their order)."""
     return sorted(rows, key=lambda row: (experiments.index(row["experiment"]), STAGE_ORDER[row["stage"]]))
 
 
-def collect_rows(dataset: str, metrics: dict[str, dict[str, dict]]) -> list[dict]:
+def collect_rows(dataset: str, metrics: dict[str, dict[str, dict]], roles: dict[str, str] | None = None) -> list[dict]:
     """Rows from `read_metrics`'s {experiment: {path: metrics}}, ordered by experiment then stage."""
-    rows = [metrics_row(dataset, experiment, record) for experiment, records in metrics.items()
+    rows = [metrics_row(dataset, experiment, record, roles) for experiment, records in metrics.items()
             for record in records.values()]
     return in_table_order(rows, list(metrics))
 
@@ -97,15 +116,21 @@ def published_rows(source: str, rows: list[dict]) -> list[dict]:
              "published_miou": value, "published_as": label} for key, (value, label) in published.items()]
 
 
+TABLE_INTRO = """\
+mIoU of the CAM seeds and the pseudo labels on the train split's masks (the images they are made for), and of
+DeepLab-v2 on the val split and, where it is labelled, on the held-out test split. `role` says what each split
+is for: every choice (the seeds' background threshold, a bg_power 'val') is made on val, so a val row is a
+tuning figure; a test row was never looked at while tuning. `detail` names each choice and the split it was
+made on; the seeds' oracle (the threshold best on the train masks themselves) sits beside them.
+fg_recall: share of object pixels labelled with their class (low: partial masks); fg_precision: share of
+pixels given a class that are of it (low: spill-over).
+"""
+
+
 def write_benchmark(rows: list[dict], csv_path: str | Path, markdown_path: str | Path,
                     timings: dict[str, list[tuple[str, float]]] | None = None, source: str = "") -> None:
     write_text(csv_path, csv_text(rows, COLUMNS))
-    text = "# Benchmark\n\nmIoU of CAM seeds and pseudo labels on the scored split, and of DeepLab-v2 on the " \
-           "evaluation split. The CAM seed rows are at the background threshold best on the scored split's own " \
-           "masks (named in `detail`): an oracle choice. fg_recall: share of object pixels labelled with their " \
-           "class (low: partial masks); fg_precision: share of pixels given a class that are of it (low: " \
-           "spill-over).\n\n" \
-           + markdown_table(rows)
+    text = "# Benchmark\n\n" + TABLE_INTRO + "\n" + markdown_table(rows)
     published = published_rows(source, rows)
     if published:
         text += (f"\n## Published numbers\n\nFrom {PAPER}; DeepLab-v2 with ResNet-101 as here. The test split "

@@ -65,27 +65,38 @@ def rule_resources(config: dict, stage: str, gpus: int | None = None) -> dict:
 
 def split_roles(config: dict) -> dict[str, str | None]:
     """The split of each role: `train` (classifier, CAMs, pseudo labels, DeepLab-v2), `score` (CAM seeds and
-    pseudo labels scored), `eval` (DeepLab-v2 scored), `test` (predicted only; None when there is none)."""
+    pseudo labels scored), `val` (every tuning choice made on it; DeepLab-v2 scored, marked as tuning), `test`
+    (held out: scored when labelled, else predicted only; None when there is none)."""
     dataset = config["dataset"]
     return {"train": dataset["train_split"], "score": dataset["score_split"] or dataset["train_split"],
-            "eval": dataset["eval_split"], "test": dataset["test_split"]}
+            "val": dataset["val_split"], "test": dataset["test_split"]}
+
+
+def scored_splits(config: dict) -> list[str]:
+    """The splits DeepLab-v2 is scored on: val, and the test split when it is labelled."""
+    dataset = config["dataset"]
+    return [dataset["val_split"]] + ([dataset["test_split"]] if dataset["test_labelled"] else [])
 
 
 def index_specs(config: dict) -> dict[str, dict]:
     """How `index_dataset` checks each split the run uses (see data.manifest.split_spec): where its masks are,
-    whether it needs tags and masks, which split must contain it."""
+    whether it needs tags and masks, which split must contain it, which splits it must not share images with."""
     roles = split_roles(config)
     oracle = any(resolve_experiment(config, name)["segmentation"]["labels"] == "ground_truth"
                  for name in experiments_to_run(config))
+    held_out = {"val": [roles["train"]], "test": [roles["train"], roles["val"]]}
     specs: dict[str, dict] = {}
     for role, split in roles.items():
         if split is None:
             continue
         spec = specs.setdefault(split, {"tags": False, "require_masks": False})
         spec["tags"] |= role == "train"
-        spec["require_masks"] |= role in ("score", "eval") or (role == "train" and oracle)
+        spec["require_masks"] |= (role in ("score", "val") or (role == "train" and oracle)
+                                  or (role == "test" and config["dataset"]["test_labelled"]))
         if role == "score" and split != roles["train"]:
             spec["subset_of"] = roles["train"]
+        if role in held_out:
+            spec["disjoint_from"] = held_out[role]
         if split in config["dataset"]["masks"]:
             spec["masks"] = config["dataset"]["masks"][split]
     return specs

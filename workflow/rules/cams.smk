@@ -1,4 +1,5 @@
-# CAM extraction in shards (one job each, batched on the GPU when there is one), then an HDF5 index.
+# CAM extraction in shards (one job each, batched on the GPU when there is one), then an HDF5 index; the val
+# split's CAMs, on which the background threshold and bg_power are chosen (tune_background); the seeds' scores.
 
 
 rule extract_cams:
@@ -60,9 +61,64 @@ rule gather_cams:
         "../scripts/gather_cams.py"
 
 
+# The val split's CAMs: always from the final classifier (an OAA experiment accumulates maps of train images only).
+rule extract_val_cams:
+    input:
+        model=f"{EXP}/classifier/model.pt",
+        dataset=DATA_ROOT,
+        manifest=MANIFEST,
+    output:
+        out=f"{TUNING}/cams_{VAL_SPLIT}.h5",
+    params:
+        settings=settings("cam"),
+        protocol="inference",
+        split=VAL_SPLIT,
+        code_version=code("extract_cams.py"),
+    threads: threads("cams")
+    resources:
+        **resources("cams"),
+    log:
+        f"{LOGS}/extract_val_cams.log",
+    benchmark:
+        f"{BENCHMARKS}/extract_val_cams.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/extract_cams.py"
+
+
+# Every choice behind the seeds and pseudo labels, made on the val split's masks: the background threshold of
+# the seeds, and (pseudo_labels.bg_power 'val') the bg_power of the dense-CRF pseudo labels.
+rule tune_background:
+    input:
+        cams=f"{TUNING}/cams_{VAL_SPLIT}.h5",
+        dataset=DATA_ROOT,
+        manifest=MANIFEST,
+    output:
+        out=f"{TUNING}/background.json",
+        figure=report(f"{EXP}/figures/tuning_{VAL_SPLIT}.png", caption="../report/tuning.rst",
+                      category="Tuning on val", subcategory="{experiment}"),
+    params:
+        settings=settings("cam", "pseudo_labels", "crf"),
+        split=VAL_SPLIT,
+        code_version=code("tune_background.py"),
+    threads: threads("pseudo_labels")
+    resources:
+        **resources("pseudo_labels"),
+    log:
+        f"{LOGS}/tune_background.log",
+    benchmark:
+        f"{BENCHMARKS}/tune_background.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/tune_background.py"
+
+
 rule evaluate_cams:
     input:
         cams=f"{EXP}/cams/cams.h5",
+        tuning=f"{TUNING}/background.json",
         dataset=DATA_ROOT,
         manifest=MANIFEST,
     output:

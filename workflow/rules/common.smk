@@ -18,6 +18,7 @@ from wsss.rules import (
     rule_resources,
     rule_settings,
     rule_threads,
+    scored_splits,
     split_roles,
 )
 
@@ -26,12 +27,15 @@ DATA_ROOT = config["dataset"]["root"]
 SPLITS = split_roles(config)
 TRAIN_SPLIT = SPLITS["train"]  # classifier, CAMs, pseudo labels, DeepLab-v2
 SCORE_SPLIT = SPLITS["score"]  # CAM seeds and pseudo labels scored against its masks
-EVAL_SPLIT = SPLITS["eval"]  # DeepLab-v2 scored
-TEST_SPLIT = SPLITS["test"]  # predicted for an evaluation server (None: no test split)
+VAL_SPLIT = SPLITS["val"]  # the tuning split: background threshold and bg_power chosen here; DeepLab-v2 scored
+TEST_SPLIT = SPLITS["test"]  # held out (None: no test split) ...
+TEST_LABELLED = config["dataset"]["test_labelled"]  # ... scored when labelled, else predicted for a server
+SEGMENTATION_SPLITS = scored_splits(config)  # DeepLab-v2 scored on these
 EXPERIMENTS = list(config["experiments"])  # every experiment has rules ...
 RUN = experiments_to_run(config)  # ... the default target builds these
 RESULTS = f"results/{DATASET}"
 EXP = f"{RESULTS}/{{experiment}}"
+TUNING = f"{RESULTS}/{{experiment}}/tuning"  # the val split's CAMs and the choices made on them
 LOGS = f"{RESULTS}/{{experiment}}/logs"
 BENCHMARKS = f"{RESULTS}/{{experiment}}/benchmarks"
 MANIFEST = f"{RESULTS}/dataset/manifest.json"  # the dataset's splits, checked and content-hashed
@@ -129,24 +133,41 @@ def experiment_metrics(experiment):
     ]
     return [
         *([] if trains_on_ground_truth(experiment) else seeds_and_labels),
-        f"{RESULTS}/{experiment}/metrics/segmentation_{EVAL_SPLIT}.json",
+        *[f"{RESULTS}/{experiment}/metrics/segmentation_{split}.json" for split in SEGMENTATION_SPLITS],
     ]
 
 
 def experiment_figures(experiment):
     """The figures of an experiment: the default target reaches them too, so a rerun redoes any job whose
     outputs are missing."""
-    figures = ["segmentation_curve.png", f"segmentation_{EVAL_SPLIT}.png"]
+    figures = ["segmentation_curve.png", *[f"segmentation_{split}.png" for split in SEGMENTATION_SPLITS]]
     if not trains_on_ground_truth(experiment):
-        figures += ["classifier_curve.png", "cam_threshold_sweep.png", "cam_overlays.png", "pseudo_labels.png"]
-    if TEST_SPLIT:
+        figures += ["classifier_curve.png", "cam_threshold_sweep.png", "cam_overlays.png", "pseudo_labels.png",
+                    f"tuning_{VAL_SPLIT}.png"]
+    if TEST_SPLIT and not TEST_LABELLED:
         figures.append(f"predictions_{TEST_SPLIT}.png")
     return [f"{RESULTS}/{experiment}/figures/{name}" for name in figures]
 
 
 def test_archives(experiment):
     """The evaluation server's archive of an experiment's test predictions (none without a test split)."""
-    return [f"{RESULTS}/{experiment}/test_predictions.tar.gz"] if TEST_SPLIT else []
+    return [f"{RESULTS}/{experiment}/test_predictions.tar.gz"] if TEST_SPLIT and not TEST_LABELLED else []
+
+
+def tunes_bg_power(experiment):
+    return resolve_experiment(config, experiment)["pseudo_labels"]["bg_power"] == "val"
+
+
+def bg_power_tuning(wildcards):
+    """With bg_power 'val': {"tuning": the choices made on val}; else nothing."""
+    return {"tuning": f"{RESULTS}/{wildcards.experiment}/tuning/background.json"} if tunes_bg_power(
+        wildcards.experiment) else {}
+
+
+def pseudo_label_inputs(wildcards):
+    """The pseudo labels' inputs: the CAMs, the dataset and, with bg_power 'val', the choice made on val."""
+    return {"cams": f"{RESULTS}/{wildcards.experiment}/cams/cams.h5", "dataset": DATA_ROOT, "manifest": MANIFEST,
+            **bg_power_tuning(wildcards)}
 
 
 def training_histories():

@@ -3,9 +3,7 @@
 
 rule make_pseudo_labels:
     input:
-        cams=f"{EXP}/cams/cams.h5",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        unpack(pseudo_label_inputs),
     output:
         out=directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
     params:
@@ -29,6 +27,7 @@ rule make_pseudo_labels:
 
 rule evaluate_pseudo_labels:
     input:
+        unpack(bg_power_tuning),
         shards=shard_paths(f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", "pseudo_labels"),
         dataset=DATA_ROOT,
         manifest=MANIFEST,
@@ -39,6 +38,7 @@ rule evaluate_pseudo_labels:
                       category="Pseudo labels", subcategory="{experiment}"),
     params:
         split=SCORE_SPLIT,
+        bg_power=lambda wildcards: resolve_experiment(config, wildcards.experiment)["pseudo_labels"]["bg_power"],
         code_version=code("evaluate_pseudo_labels.py"),
     threads: threads("evaluation")
     resources:

@@ -1,5 +1,5 @@
 # DeepLab-v2 on the pseudo labels (or the true masks: the oracle), then predictions and mIoU on the
-# evaluation split. More than one GPU (resources.segmentation.gpus): the training runs under torchrun.
+# val split (and a labelled test split). More than one GPU (resources.segmentation.gpus): the training runs under torchrun.
 
 
 rule index_ground_truth:
@@ -44,56 +44,62 @@ rule train_segmentation:
         "../scripts/train_segmentation.py"
 
 
+# Scored on the val split (the tuning split) and, when it is labelled, on the held-out test split.
 rule evaluate_segmentation:
     input:
         model=f"{EXP}/segmentation/model.pt",
         dataset=DATA_ROOT,
         manifest=MANIFEST,
     output:
-        predictions=directory(f"{EXP}/segmentation/predictions_{EVAL_SPLIT}"),
-        out=f"{EXP}/metrics/segmentation_{EVAL_SPLIT}.json",
-        figure=report(f"{EXP}/figures/segmentation_{EVAL_SPLIT}.png", caption="../report/segmentation_predictions.rst",
+        predictions=directory(f"{EXP}/segmentation/predictions_{{split}}"),
+        out=f"{EXP}/metrics/segmentation_{{split}}.json",
+        figure=report(f"{EXP}/figures/segmentation_{{split}}.png", caption="../report/segmentation_predictions.rst",
                       category="DeepLab-v2", subcategory="{experiment}"),
+    wildcard_constraints:
+        split=names_regex(SEGMENTATION_SPLITS),
     params:
         settings=settings("segmentation", "crf"),
-        split=EVAL_SPLIT,
+        split=lambda wildcards: wildcards.split,
         code_version=code("evaluate_segmentation.py"),
     threads: threads("predict")
     resources:
         **resources("predict"),
     log:
-        f"{LOGS}/evaluate_segmentation.log",
+        f"{LOGS}/evaluate_segmentation_{{split}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_segmentation.tsv"
+        f"{BENCHMARKS}/evaluate_segmentation_{{split}}.tsv"
     conda:
         ENV
     script:
         "../scripts/evaluate_segmentation.py"
 
 
-# A test split (dataset.test_split): predictions only, packed as the evaluation server expects them.
-rule predict_test:
-    input:
-        model=f"{EXP}/segmentation/model.pt",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
-    output:
-        predictions=directory(f"{EXP}/segmentation/predictions_{TEST_SPLIT}"),
-        archive=f"{EXP}/test_predictions.tar.gz",
-        figure=report(f"{EXP}/figures/predictions_{TEST_SPLIT}.png", caption="../report/test_predictions.rst",
-                      category="DeepLab-v2", subcategory="{experiment}"),
-    params:
-        settings=settings("segmentation", "crf"),
-        split=TEST_SPLIT,
-        code_version=code("predict_test.py"),
-    threads: threads("predict")
-    resources:
-        **resources("predict"),
-    log:
-        f"{LOGS}/predict_test.log",
-    benchmark:
-        f"{BENCHMARKS}/predict_test.tsv"
-    conda:
-        ENV
-    script:
-        "../scripts/predict_test.py"
+# A test split without masks (dataset.test_labelled false): predictions only, packed as the evaluation server
+# expects them.
+if not TEST_LABELLED:
+
+    rule predict_test:
+        input:
+            model=f"{EXP}/segmentation/model.pt",
+            dataset=DATA_ROOT,
+            manifest=MANIFEST,
+        output:
+            predictions=directory(f"{EXP}/segmentation/predictions_{TEST_SPLIT}"),
+            archive=f"{EXP}/test_predictions.tar.gz",
+            figure=report(f"{EXP}/figures/predictions_{TEST_SPLIT}.png", caption="../report/test_predictions.rst",
+                          category="DeepLab-v2", subcategory="{experiment}"),
+        params:
+            settings=settings("segmentation", "crf"),
+            split=TEST_SPLIT,
+            code_version=code("predict_test.py"),
+        threads: threads("predict")
+        resources:
+            **resources("predict"),
+        log:
+            f"{LOGS}/predict_test.log",
+        benchmark:
+            f"{BENCHMARKS}/predict_test.tsv"
+        conda:
+            ENV
+        script:
+            "../scripts/predict_test.py"

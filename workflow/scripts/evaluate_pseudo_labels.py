@@ -2,7 +2,7 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import write_json
+from wsss.artifacts import read_json, write_json
 from wsss.cli import base_parser, parse_args
 from wsss.data.voc import open_layout
 from wsss.evaluate import evaluate_pseudo_labels
@@ -15,6 +15,8 @@ parser = base_parser(__doc__)
 parser.add_argument("--dataset", required=True)
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--split", default="train", help="the split scored (a subset of the shards' images)")
+parser.add_argument("--bg-power", default="", help="pseudo_labels.bg_power (a number, or 'val')")
+parser.add_argument("--tuning", help="the choices made on val (tune_background's .json), for bg_power 'val'")
 parser.add_argument("--index", required=True, help="output: NAME PATH SHA256 list of the pseudo labels")
 parser.add_argument("--out", required=True, help="output: metrics (.json)")
 parser.add_argument("--figure", required=True, help="output: pseudo labels beside the truth (.png)")
@@ -24,6 +26,11 @@ setup_logging()
 layout = open_layout(args.dataset, args.manifest)
 write_label_index(args.shards, args.index)
 metrics = evaluate_pseudo_labels(args.index, layout, args.split)
+if args.tuning:
+    tuning = read_json(args.tuning)
+    metrics.update(bg_power=tuning["bg_power"], bg_power_chosen_on=tuning["bg_power_chosen_on"])
+elif args.bg_power:
+    metrics.update(bg_power=float(args.bg_power), bg_power_chosen_on="config")
 record = {"code_version": args.code_version, "split": args.split}
 write_json(args.out, {**metrics, "run": {"code_version": args.code_version, "provenance": provenance(record, "cpu")}})
 log.info("pseudo-label mIoU %.4f (%.1f%% ignored)", metrics["miou"], 100 * metrics["ignored_fraction"])

@@ -11,13 +11,14 @@ parser.add_argument("--model", help="trained classifier (.pt), for cam.protocol 
 parser.add_argument("--accumulated", help="CAMs accumulated in training (.h5), for cam.protocol accumulated")
 parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
+parser.add_argument("--protocol", choices=("inference", "accumulated"), help="overrides cam.protocol")
 parser.add_argument("--split", default="train")
 parser.add_argument("--shard", type=int, default=0)
 parser.add_argument("--num-shards", type=int, default=1)
 parser.add_argument("--out", required=True, help="output: CAMs of the shard (.h5)")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 layout = open_layout(args.dataset, args.manifest)
-if settings["cam"]["protocol"] == "accumulated":
+if (args.protocol or settings["cam"]["protocol"]) == "accumulated":
     if not args.accumulated:
         parser.error("cam.protocol is 'accumulated': give --accumulated")
     extract_accumulated_cams(args.accumulated, layout, args.split, args.out, args.shard, args.num_shards)

@@ -12,10 +12,12 @@ import yaml
 from wsss.artifacts import write_text
 from wsss.cli import base_parser, parse_args
 from wsss.config import load_config
+from wsss.rules import split_roles
 from wsss.provenance import settings_sha256
 from wsss.results_table import (
     PUBLISHED,
     collect_rows,
+    split_role_labels,
     provenance_rows,
     read_metrics,
     read_timings,
@@ -48,6 +50,6 @@ write_text(args.resolved_config, f"# resolved configuration, sha256 {config_sha2
            + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
 write_provenance(provenance_rows(args.dataset_name, metrics, histories, config_sha256), args.provenance)
 dataset = config["dataset"]  # a VOC tree read where it lies (source voc) named voc2012 is VOC 2012 too
-write_benchmark(collect_rows(args.dataset_name, metrics), args.csv, args.markdown, timings,
+write_benchmark(collect_rows(args.dataset_name, metrics, split_role_labels(split_roles(config))), args.csv, args.markdown, timings,
                 dataset["source"] if dataset["source"] in PUBLISHED else dataset["name"])
 print(Path(args.markdown).read_text())

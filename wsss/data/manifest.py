@@ -70,10 +70,12 @@ def _split_entries(layout, split: str) -> tuple[list[str], Path | None]:
 
 def split_spec(spec: dict | None = None) -> dict:
     """What a split is indexed with: `masks` (their folder), `tags` (needed: from its class list, else its masks),
-    `require_masks` (it is scored or trained on against them), `subset_of` (a split that must hold all its images)."""
+    `require_masks` (it is scored or trained on against them), `subset_of` (a split that must hold all its images),
+    `disjoint_from` (splits that must share no image with it: a held-out split)."""
     from .voc import DEFAULT_MASKS
 
-    return {"masks": DEFAULT_MASKS, "tags": True, "require_masks": False, "subset_of": None, **(spec or {})}
+    return {"masks": DEFAULT_MASKS, "tags": True, "require_masks": False, "subset_of": None, "disjoint_from": [],
+            **(spec or {})}
 
 
 def build_manifest(root: str | os.PathLike, splits: dict[str, dict] | list[str], created_with: str = NEW,
@@ -118,6 +120,11 @@ def build_manifest(root: str | os.PathLike, splits: dict[str, dict] | list[str],
             if outside:
                 raise ArtifactError(f"split {split!r} ({layout.split_file(split)}) has {len(outside)} images that are "
                                     f"not in split {spec['subset_of']!r}, e.g. {outside[0]}")
+        for other in spec["disjoint_from"]:
+            shared = sorted(set(names) & set(names_of[other][0])) if other in names_of else []
+            if shared:
+                raise ArtifactError(f"split {split!r} ({layout.split_file(split)}) shares {len(shared)} images with "
+                                    f"split {other!r}, e.g. {shared[0]}: a held-out split must not")
         tags = {}
         if class_list is not None:
             files[class_list.relative_to(root).as_posix()] = _plain_record(class_list)
