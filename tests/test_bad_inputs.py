@@ -167,6 +167,18 @@ def test_a_scored_split_outside_the_training_split_or_missing_a_mask_is_named(da
         build_manifest(dataset, specs)
 
 
+def test_a_held_out_split_sharing_an_image_with_a_training_or_tuning_split_is_refused(dataset):
+    layout = VOCLayout(dataset)
+    train, val = layout.names("train"), layout.names("val")
+    layout.split_file("heldout").write_text("\n".join(val[:2] + [train[4]]) + "\n")
+    specs = {"train": {"tags": True}, "val": {"tags": False}, "heldout": {"tags": False, "disjoint_from": ["train", "val"]}}
+    with pytest.raises(ArtifactError, match=rf"split 'heldout' .* shares 1 images with split 'train', e.g. {train[4]}"):
+        build_manifest(dataset, specs)
+    layout.split_file("heldout").write_text("\n".join(val[:2]) + "\n")
+    with pytest.raises(ArtifactError, match="shares 2 images with split 'val'"):
+        build_manifest(dataset, specs)
+
+
 def test_a_test_split_needs_no_masks_and_another_split_takes_its_masks_from_its_folder(dataset):
     layout = VOCLayout(dataset)
     for name in layout.names("val"):

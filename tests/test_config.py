@@ -46,6 +46,32 @@ def test_experiment_overrides_are_merged_and_validated():
         resolve_experiment(config, "nope")
 
 
+@pytest.mark.parametrize("dataset, key", [
+    ({"val_split": "train"}, "dataset.val_split 'train'"),
+    ({"score_split": "val"}, "dataset.val_split 'val'"),
+    ({"test_split": "val"}, "dataset.test_split 'val'"),
+    ({"test_split": "train"}, "dataset.test_split 'train'"),
+    ({"test_labelled": True}, "dataset.test_labelled"),
+    ({"eval_split": "val"}, "eval_split"),  # the old name of val_split
+])
+def test_the_tuning_and_test_splits_must_be_held_out(dataset, key):
+    config = minimal()
+    config["dataset"].update(dataset)
+    with pytest.raises(ConfigError, match=key):
+        validate_config(config)
+
+
+def test_bg_power_is_a_number_or_val():
+    for value in (2, "val"):
+        config = minimal()
+        config["pseudo_labels"] = {"bg_power": value}
+        assert validate_config(config)["pseudo_labels"]["bg_power"] == value
+    config = minimal()
+    config["pseudo_labels"] = {"bg_power": "test"}
+    with pytest.raises(ConfigError, match=r"pseudo_labels\.bg_power"):
+        validate_config(config)
+
+
 def test_stage_settings_carry_seed_compute_and_section():
     config = validate_config(minimal())
     settings = stage_settings(config, "cam", "crf")

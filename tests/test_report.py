@@ -26,11 +26,11 @@ def test_the_report_holds_the_table_provenance_config_and_every_figure_captioned
     result = snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--report", str(tmp_path / "report.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     captions = report_items((tmp_path / "report.html").read_text())
-    assert "oracle choice" in captions["benchmark.csv"][0]  # the seed row's threshold, said plainly
+    assert "chosen on the val split" in captions["benchmark.csv"][0]  # where each choice came from, said plainly
     assert "commit of the code" in captions["provenance.csv"][0]
     assert "every default" in captions["config.yaml"][0]
     figures = {"classifier_curve.png": 3, "cam_threshold_sweep.png": 2, "cam_overlays.png": 2, "pseudo_labels.png": 2,
-               "segmentation_curve.png": 3, "segmentation_val.png": 3, "predictions_test.png": 3}
+               "segmentation_curve.png": 3, "segmentation_val.png": 3, "segmentation_test.png": 3, "tuning_val.png": 2}
     for figure, count in figures.items():  # one per experiment that has the stage (the pretraining curve too)
         assert len(captions.get(figure, [])) == count, figure
         assert all(caption.strip() for caption in captions[figure])

@@ -1,10 +1,12 @@
-"""The results table: the paper's numbers beside the measured rows on VOC and COCO, none elsewhere."""
+"""The results table: each row's split role and the split each choice was made on; the paper's numbers beside the
+measured rows on VOC and COCO, none elsewhere."""
 
-from wsss.results_table import write_benchmark
+from wsss.results_table import collect_rows, split_role_labels, write_benchmark
+from wsss.rules import split_roles
 
 
 def rows(*mious):
-    return [{"dataset": "d", "experiment": experiment, "stage": "segmentation", "split": split, "miou": miou,
+    return [{"dataset": "d", "experiment": experiment, "stage": "segmentation", "split": split, "role": "", "miou": miou,
              "pixel_accuracy": 0.9, "fg_recall": "", "fg_precision": "", "num_images": 3, "detail": ""}
             for experiment, split, miou in mious]
 
@@ -25,3 +27,27 @@ def test_coco_has_its_own_numbers_and_the_builtin_data_none(tmp_path):
     assert "| rca | segmentation | val | 0.3 | 0.368 | RCA + EPS |" in (tmp_path / "c.md").read_text()
     write_benchmark(rows(("rca", "val", 0.3)), tmp_path / "b.csv", tmp_path / "b.md", source="synthetic")
     assert "Published" not in (tmp_path / "b.md").read_text()
+
+
+def metrics(stage, split, **extra):
+    return {"stage": stage, "split": split, "miou": 0.5, "pixel_accuracy": 0.9, "num_images": 4, **extra}
+
+
+def test_rows_name_their_split_role_and_where_each_choice_was_made():
+    config = {"dataset": {"train_split": "train", "score_split": None, "val_split": "val", "test_split": "test"}}
+    roles = split_role_labels(split_roles(config))
+    assert roles == {"train": "train", "val": "val (tuning)", "test": "test (held out)"}
+    records = {"cam": {
+        "a": metrics("cam", "train", threshold=0.35, threshold_chosen_on="val", oracle_threshold=0.5,
+                     oracle_miou=0.61),
+        "b": metrics("pseudo_label", "train", bg_power=2, bg_power_chosen_on="val", ignored_fraction=0.0),
+        "c": metrics("segmentation", "val"), "d": metrics("segmentation", "test")},
+        "fixed": {"e": metrics("pseudo_label", "train", bg_power=4.0, bg_power_chosen_on="config",
+                               ignored_fraction=0.125, labelled_miou=0.7)}}
+    rows = collect_rows("d", records, roles)
+    assert [(row["experiment"], row["stage"], row["role"]) for row in rows] == [
+        ("cam", "cam", "train"), ("cam", "pseudo_label", "train"), ("cam", "segmentation", "val (tuning)"),
+        ("cam", "segmentation", "test (held out)"), ("fixed", "pseudo_label", "train")]
+    assert rows[0]["detail"] == "threshold 0.35 chosen on val; oracle (best on train's masks) 0.6100 at 0.5"
+    assert rows[1]["detail"] == "bg_power 2 chosen on val"
+    assert rows[4]["detail"] == "bg_power 4.0 fixed in config; 12.5% ignored; labelled-pixel mIoU 0.7000"

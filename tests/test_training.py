@@ -109,8 +109,18 @@ def test_cam_extraction_shards_batching_and_seed_evaluation(tiny_dataset, traine
 
     metrics = evaluate_cams(tmp_path / "cams.h5", tiny_dataset, "train", [0.1, 0.3, 0.5])
     assert [point["threshold"] for point in metrics["sweep"]] == [0.1, 0.3, 0.5]
-    assert metrics["miou"] == max(point["miou"] for point in metrics["sweep"])
+    assert metrics["miou"] == max(point["miou"] for point in metrics["sweep"]) == metrics["oracle_miou"]
+    assert metrics["threshold_chosen_on"] == "train"  # no threshold given: the oracle's, and the row says so
     assert len(metrics["confusion_matrix"]) == len(layout.class_names)
+    # a threshold chosen elsewhere (on val): the row is that threshold's, the oracle stays beside it
+    worst = min(metrics["sweep"], key=lambda point: point["miou"])
+    chosen = evaluate_cams(tmp_path / "cams.h5", tiny_dataset, "train", [0.1, 0.3, 0.5], worst["threshold"], "val")
+    assert (chosen["threshold"], chosen["threshold_chosen_on"], chosen["miou"]) == (worst["threshold"], "val",
+                                                                                     worst["miou"])
+    assert (chosen["oracle_threshold"], chosen["oracle_miou"]) == (metrics["oracle_threshold"], metrics["miou"])
+    # a chosen threshold outside the sweep is scored too
+    assert evaluate_cams(tmp_path / "cams.h5", tiny_dataset, "train", [0.1, 0.5], 0.3, "val")["miou"] == next(
+        point["miou"] for point in metrics["sweep"] if point["threshold"] == 0.3)
 
 
 def test_segmentation_trains_resumes_identically_and_predicts(tiny_dataset, tmp_path, monkeypatch):

@@ -3,7 +3,6 @@
 import csv
 import json
 import re
-import tarfile
 
 import pytest
 import torch
@@ -12,8 +11,8 @@ import yaml
 from conftest import REPO, TINY_CONFIG, snakemake
 
 # the rules whose scripts run torch, and so must apply the compute settings (deterministic mode, threads)
-TORCH_RULES = ("prepare_dataset", "pretrain_backbone", "train_classifier", "extract_cams", "evaluate_cams",
-               "make_pseudo_labels", "train_segmentation", "evaluate_segmentation", "predict_test")
+TORCH_RULES = ("prepare_dataset", "pretrain_backbone", "train_classifier", "extract_cams", "extract_val_cams",
+               "evaluate_cams", "make_pseudo_labels", "train_segmentation", "evaluate_segmentation")
 
 
 @pytest.mark.slow
@@ -24,16 +23,15 @@ def test_every_stage_leaves_its_artifact_and_no_checkpoint_or_temporary(tiny_run
                      "segmentation/model.pt", "segmentation/predictions_val", "metrics/cam_train.json",
                      "metrics/pseudo_label_train.json", "metrics/segmentation_val.json",
                      "figures/cam_overlays.png", "figures/classifier_curve.png", "figures/pseudo_labels.png",
-                     "figures/segmentation_val.png", "logs/train_classifier.log"]:
+                     "figures/segmentation_val.png", "figures/segmentation_test.png", "tuning/cams_val.h5",
+                     "tuning/background.json", "figures/tuning_val.png", "logs/train_classifier.log"]:
         assert (exp / relative).exists(), relative
     assert len(list((exp / "segmentation/predictions_val").glob("*.png"))) == 20
     assert (tiny_run / "resources/tiny/diagnostics.json").exists()
     manifest = json.loads((tiny_run / "results/tiny/dataset/manifest.json").read_text())
     assert set(manifest["splits"]) == {"train", "val", "test"} and len(manifest["splits"]["train"]["names"]) == 60
-    with tarfile.open(exp / "test_predictions.tar.gz") as archive:  # the evaluation server's layout
-        members = archive.getnames()
-    assert len(members) == 10 and all(re.fullmatch(r"results/VOC2012/Segmentation/comp6_test_cls/test_\d+\.png",
-                                                   member) for member in members)
+    assert len(list((exp / "segmentation/predictions_test").glob("*.png"))) == 10  # the labelled test split, scored
+    assert (exp / "metrics/segmentation_test.json").exists() and not (exp / "test_predictions.tar.gz").exists()
     rca = tiny_run / "results" / "tiny" / "rca_oaa"
     assert (rca / "classifier/accumulated_cams.h5").exists() and (rca / "metrics/pseudo_label_train.json").exists()
     oracle = tiny_run / "results" / "tiny" / "oracle"
@@ -62,8 +60,11 @@ def test_benchmark_table_and_seed_beats_all_background(tiny_run):
         rows = list(csv.DictReader(handle))
     stages = {(row["experiment"], row["stage"], row["split"]) for row in rows}
     assert stages == {(experiment, stage, split) for experiment in ("cam", "rca_oaa")
-                      for stage, split in (("cam", "train"), ("pseudo_label", "train"), ("segmentation", "val"))
-                      } | {("oracle", "segmentation", "val")}
+                      for stage, split in (("cam", "train"), ("pseudo_label", "train"), ("segmentation", "val"),
+                                           ("segmentation", "test"))
+                      } | {("oracle", "segmentation", "val"), ("oracle", "segmentation", "test")}
+    assert {row["split"]: row["role"] for row in rows} == {"train": "train", "val": "val (tuning)",
+                                                            "test": "test (held out)"}
     assert all(row["dataset"] == "tiny" for row in rows)
     cam_metrics = json.loads((tiny_run / "results/tiny/cam/metrics/cam_train.json").read_text())
     # all background: IoU of background only (foreground classes score 0)
@@ -72,6 +73,26 @@ def test_benchmark_table_and_seed_beats_all_background(tiny_run):
     all_background_miou = truth_per_class[0] / sum(truth_per_class) / present
     seed_miou = float(next(row["miou"] for row in rows if row["stage"] == "cam"))
     assert seed_miou > all_background_miou + 0.05
+
+
+@pytest.mark.slow
+def test_every_choice_is_made_on_val_images_only_and_the_table_says_so(tiny_run):
+    manifest = json.loads((tiny_run / "results/tiny/dataset/manifest.json").read_text())
+    names = {split: set(record["names"]) for split, record in manifest["splits"].items()}
+    with open(tiny_run / "results" / "benchmark.csv") as handle:
+        rows = {(row["experiment"], row["stage"], row["split"]): row for row in csv.DictReader(handle)}
+    for experiment in ("cam", "rca_oaa"):
+        results = tiny_run / "results/tiny" / experiment
+        tuning = json.loads((results / "tuning/background.json").read_text())
+        assert set(tuning["images"]) == names["val"] and not set(tuning["images"]) & (names["test"] | names["train"])
+        seeds = json.loads((results / "metrics/cam_train.json").read_text())
+        labels = json.loads((results / "metrics/pseudo_label_train.json").read_text())
+        assert (seeds["threshold"], seeds["threshold_chosen_on"]) == (tuning["bg_threshold"], "val")
+        assert (labels["bg_power"], labels["bg_power_chosen_on"]) == (tuning["bg_power"], "val")  # tiny: bg_power val
+        assert tuning["bg_power"] in (1, 4) and len(tuning["bg_power_sweep"]) == 2
+        assert rows[(experiment, "cam", "train")]["detail"].startswith(f"threshold {tuning['bg_threshold']} chosen on val")
+        assert rows[(experiment, "pseudo_label", "train")]["detail"].startswith(
+            f"bg_power {tuning['bg_power']} chosen on val")
 
 
 @pytest.mark.slow
@@ -167,9 +188,9 @@ def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_pa
     result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout + result.stderr)
-    gpu_rules = {"train_classifier", "train_classifier_accumulating", "extract_cams", "train_segmentation",
-                 "evaluate_segmentation", "predict_test"}
-    cpu_rules = {"index_dataset", "extract_accumulated_cams", "evaluate_cams", "make_pseudo_labels",
+    gpu_rules = {"train_classifier", "train_classifier_accumulating", "extract_cams", "extract_val_cams",
+                 "train_segmentation", "evaluate_segmentation", "predict_test"}
+    cpu_rules = {"index_dataset", "extract_accumulated_cams", "tune_background", "evaluate_cams", "make_pseudo_labels",
                  "evaluate_pseudo_labels"}
     assert gpu_rules | cpu_rules <= set(jobs)
     for rule, resources in jobs.items():

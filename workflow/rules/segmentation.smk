@@ -1,5 +1,6 @@
 # DeepLab-v2 on the pseudo labels (or the true masks: the oracle), then predictions and mIoU on the
-# val split (and a labelled test split). More than one GPU (resources.segmentation.gpus): the training runs under torchrun.
+# val split (and a labelled test split). More than one GPU (resources.segmentation.gpus): the training runs
+# under torchrun.
 
 
 rule index_ground_truth:
@@ -65,9 +66,9 @@ rule evaluate_segmentation:
     resources:
         **resources("predict"),
     log:
-        f"{LOGS}/evaluate_segmentation_{{split}}.log",
+        f"{LOGS}/evaluate_segmentation-{{split}}.log",
     benchmark:
-        f"{BENCHMARKS}/evaluate_segmentation_{{split}}.tsv"
+        f"{BENCHMARKS}/evaluate_segmentation-{{split}}.tsv"
     conda:
         ENV
     script:
