@@ -9,7 +9,6 @@ removed so that the next run recomputes it.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from .artifacts import ArtifactError, atomic_directory, file_sha256, invalidate,
 from .cam_store import open_hdf5, read_cam_entry
 from .crf import dense_crf
 from .data.voc import IGNORE_INDEX, VOCLayout, open_layout, shard_names, write_label_png
-from .runtime import progress
+from .runtime import map_images
 
 
 def label_of_channels(tags: list[int]) -> np.ndarray:
@@ -125,17 +124,8 @@ def make_pseudo_labels(cams_path: str | Path, dataset: str | Path | VOCLayout, s
     names = shard_names(layout.names(split), shard, num_shards)
     with atomic_directory(out_dir) as temporary:
         init_args = (str(cams_path), layout, settings["pseudo_labels"], settings["crf"], str(temporary))
-        if workers > 1:
-            context = multiprocessing.get_context("fork")
-            with context.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-                hashes = dict(progress(pool.imap_unordered(_label_one, names, chunksize=4), total=len(names),
-                                       desc=f"pseudo labels shard {shard}"))
-        else:
-            _init_worker(*init_args)
-            try:
-                hashes = dict(_label_one(name) for name in progress(names, desc=f"pseudo labels shard {shard}"))
-            finally:
-                _WORKER["handle"].close()
+        hashes = dict(map_images(_label_one, names, _init_worker, init_args, workers, f"pseudo labels shard {shard}",
+                                 teardown=lambda: _WORKER["handle"].close()))
         write_lines(temporary / SHARD_LIST, [f"{hashes[name]}  {name}.png" for name in names])
     return len(names)
 

@@ -90,3 +90,20 @@ def progress(iterable, **kwargs):
 
     return tqdm(iterable, disable=bool(os.environ.get("WSSS_NO_PROGRESS")), mininterval=2.0,
                 file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+def map_images(function, names: list[str], setup, setup_args: tuple, workers: int, desc: str, teardown=None):
+    """function(name) for every name, with a progress bar: in `workers` forked processes, each prepared by
+    setup(*setup_args) (results in any order), or in this process (setup, then teardown when done)."""
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers, initializer=setup, initargs=setup_args) as pool:
+            yield from progress(pool.imap_unordered(function, names, chunksize=4), total=len(names), desc=desc)
+        return
+    setup(*setup_args)
+    try:
+        yield from (function(name) for name in progress(names, desc=desc))
+    finally:
+        if teardown is not None:
+            teardown()

@@ -12,7 +12,6 @@ so a test can check that no image of a held-out split reached a choice.
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from .data.voc import VOCLayout, open_layout
 from .evaluate import seed_sweep
 from .metrics import confusion_matrix, summarise
 from .pseudo_labels import pseudo_label
-from .runtime import progress
+from .runtime import map_images
 
 _WORKER: dict = {}
 
@@ -51,17 +50,8 @@ def bg_power_sweep(cams_path: str | Path, dataset: str | Path | VOCLayout, split
     layout = open_layout(dataset)
     names = layout.names(split)
     init_args = (str(cams_path), layout, split, settings, crf_settings, list(powers))
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-            per_image = progress(pool.imap_unordered(_confusions_of_image, names, chunksize=4), total=len(names),
-                                 desc=f"bg_power sweep on {split}")
-            total = sum(per_image)
-    else:
-        _init_worker(*init_args)
-        try:
-            total = sum(_confusions_of_image(name) for name in progress(names, desc=f"bg_power sweep on {split}"))
-        finally:
-            _WORKER["handle"].close()
+    total = sum(map_images(_confusions_of_image, names, _init_worker, init_args, workers, f"bg_power sweep on {split}",
+                           teardown=lambda: _WORKER["handle"].close()))
     return [{"bg_power": power, "miou": summarise(confusion, layout.class_names)["miou"]}
             for power, confusion in zip(powers, total)]
 
