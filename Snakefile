@@ -50,7 +50,7 @@ rule all:
         RESOLVED_CONFIG,
         [path for experiment in RUN for path in experiment_figures(experiment)],
         [path for experiment in RUN for path in test_archives(experiment)],
-        [f"{PRETRAIN}/figures/classifier_curve.png"] if PRETRAIN_ENABLED else [],
+        [f"{PRETRAIN}/figures/classifier_curve.png"] if USES_PRETRAINING else [],
     default_target: True
 
 

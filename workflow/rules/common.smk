@@ -117,10 +117,17 @@ def segmentation_inputs(wildcards):
             "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
 
 
+def starts_from_pretraining(experiment):
+    return PRETRAIN_ENABLED and resolve_experiment(config, experiment)["classifier"]["from_pretraining"]
+
+
+USES_PRETRAINING = any(starts_from_pretraining(name) for name in RUN if not trains_on_ground_truth(name))
+
+
 def classifier_inputs(wildcards):
     """The classifier's inputs: the dataset and its starting weights (the pretrained backbone, or
-    classifier.backbone.weights when set)."""
-    weights = (PRETRAINED_BACKBONE if PRETRAIN_ENABLED
+    classifier.backbone.weights when set, or none: random weights)."""
+    weights = (PRETRAINED_BACKBONE if starts_from_pretraining(wildcards.experiment)
                else resolve_experiment(config, wildcards.experiment)["classifier"]["backbone"]["weights"])
     return {"dataset": DATA_ROOT, "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
 
