@@ -239,6 +239,18 @@ def test_saliency_maps_are_fetched_only_where_pseudo_labels_use_them(tmp_path):
     assert result.returncode != 0 and "set dataset.archives.saliency" in result.stdout + result.stderr
 
 
+def test_an_experiment_from_random_weights_plans_no_pretraining(tmp_path):
+    config = str(REPO / "config/config.yaml")
+    scratch = snakemake(tmp_path, "--configfile", config, "--dry-run", "--config", "run=[cam_scratch]")
+    assert scratch.returncode == 0, scratch.stderr[-3000:]
+    jobs = planned_jobs(scratch.stdout)
+    assert "train_classifier" in jobs and "pretrain_backbone" not in jobs and "pretrain/backbone.pt" not in scratch.stdout
+    both = snakemake(tmp_path, "--configfile", config, "--dry-run", "--config", "run=[cam,cam_scratch]")
+    assert both.returncode == 0, both.stderr[-3000:]
+    jobs = planned_jobs(both.stdout)
+    assert len(jobs["pretrain_backbone"]) == 1 and len(jobs["train_classifier"]) == 2
+
+
 def test_a_missing_weights_file_stops_the_plan_before_any_job(tmp_path):
     voc_like_tree(tmp_path, train_images=4, val_images=2)
     config = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())
