@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from wsss.models.classifier import CAMClassifier
-from wsss.train_classifier import rca_step
+from wsss.models.rca_schedule import rca_step
 
 RCA = {"contrast": True, "aggregation": False, "embed_dim": 8, "bank_size": 4, "bank_update": "fifo",
        "bank_momentum": 0.99, "bank_confidence": 0.0, "contrast_start_epoch": 0, "temperature": 0.07,

@@ -218,7 +218,7 @@ def test_the_same_seed_gives_the_same_bank_and_loss(tiny_dataset, tmp_path):
 def test_accumulation_max_merges_confident_tags_only(tiny_dataset):
     from wsss.data.datasets import ClassificationDataset
     from wsss.data.voc import VOCLayout
-    from wsss.train_classifier import accumulate_cams
+    from wsss.oaa import accumulate_cams
 
     dataset = ClassificationDataset(VOCLayout(tiny_dataset), "train", 64)
     model = CAMClassifier(dataset.num_classes, {"width": 0.125}).eval()
@@ -297,7 +297,7 @@ def test_the_refined_head_takes_its_own_conv_stack():
 
 
 def test_the_aggregation_waits_until_every_class_has_regions_for_its_kmeans():
-    from wsss.train_classifier import aggregation_ready, regions_needed
+    from wsss.models.rca_schedule import aggregation_ready, regions_needed
 
     tags = {"a": [0, 2], "b": [0], "c": [0, 1], "d": [1]}  # class 2: one tagged image
     needed = regions_needed(tags, 3, {"clusters": 2, "bank_size": 6})

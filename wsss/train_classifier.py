@@ -11,25 +11,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .artifacts import save_torch, write_json
-from .cam_store import CamWriter, cam_names, read_cams
-from .checkpoint import load_checkpoint, load_trained_model, remove_checkpoints, save_checkpoint, weights_sha256
+from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
 from .cli import run_record
 from .code_version import code_version
 from .config import derive_seed, result_compute
 from .data.datasets import ClassificationDataset, seeded_batches
 from .data.voc import VOCLayout, open_layout
-from .distributed import (all_gather_rows, all_reduce_sum, init_from_environment, rank, world_size,
-                          wrap_distributed)
+from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
 from .guards import FiniteGuard
 from .models.classifier import CAMClassifier, build_classifier
-from .models.ops import select_rows
-from .models.rca import kmeans, region_embeddings, semantic_contrast_loss
+from .models.rca_schedule import aggregation_ready, rca_step, refresh_centroids, regions_needed
+from .oaa import accumulate_cams, read_accumulated, write_accumulated
 from .runtime import log, progress, seed_everything, select_device
 
 
@@ -53,69 +50,6 @@ def make_optimizer(model: CAMClassifier, settings: dict) -> torch.optim.Optimize
         for name, (scale, decay) in spec.items() if groups[name]
     ]
     return torch.optim.SGD(param_groups, lr=lr, momentum=settings["momentum"], nesterov=settings["nesterov"])
-
-
-def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seeds: torch.Tensor, rca: dict,
-             epoch: int) -> torch.Tensor | None:
-    """RCA's per-batch work: the contrast loss (when on and started) and the memory-bank update.
-
-    Regions are the tagged (image, class) pairs; those whose class score is confident enough enter
-    the bank after the loss is computed, all-gathered so every rank applies the same updates, in the
-    order one process would.
-    """
-    regions = region_embeddings(out["embeddings"], out["coarse_cams"])  # (B, C, D)
-    images, classes = targets.nonzero(as_tuple=True)
-    tagged = select_rows(regions.flatten(0, 1), images * regions.shape[1] + classes)  # regions[images, classes]
-    contrast = None
-    if model.uses_contrast and epoch >= rca["contrast_start_epoch"]:
-        num_images = all_reduce_sum(float(len(torch.unique(images))), targets.device)
-        region_seeds = [(int(sample_seeds[i]), int(c), epoch) for i, c in zip(images.tolist(), classes.tolist())]
-        contrast = semantic_contrast_loss(tagged, classes, images, model.bank, rca["temperature"], rca["mixup_beta"],
-                                          region_seeds, num_images=num_images)
-        contrast = contrast * world_size()  # DDP averages gradients over ranks; undo it for a global mean
-    confident = torch.sigmoid(out["logits"].detach())[images, classes] > rca["bank_confidence"]
-    # each process holds every world_size-th image of the global batch: the gathered regions are put back in
-    # the global batch's order, so the bank fills as it would in one process
-    position = (images * world_size() + rank()) * regions.shape[1] + classes
-    order = torch.argsort(all_gather_rows(position[confident]))
-    new_entries = all_gather_rows(tagged[confident].detach())[order]
-    new_classes = all_gather_rows(classes[confident])[order]
-    model.bank.update(new_entries, new_classes)
-    return contrast
-
-
-def aggregation_ready(model: CAMClassifier, regions_needed: dict[int, int]) -> bool:
-    """Whether every class's bank holds the regions its k-means needs (`regions_needed`, per class).
-
-    Trained from scratch, the classifier learns rare classes late. A class with no confident region
-    when the first k-means runs has no centroids: its pixels aggregate other classes' centroids, the
-    refined head learns to deny it and, as only confident regions enter the bank, it never gets in.
-    So the aggregation waits for every class (measurements: docs/method.md). With ImageNet weights
-    every class is confident within the first epoch, as in the paper.
-    """
-    filled = model.bank.filled.sum(1).tolist()
-    return all(filled[cls] >= needed for cls, needed in regions_needed.items())
-
-
-def regions_needed(tags: dict[str, list[int]], num_classes: int, rca: dict) -> dict[int, int]:
-    """Per class, the bank entries before the aggregation starts: `clusters` (fewer for a class with
-    fewer tagged images or a smaller bank, which could never hold more)."""
-    counts = np.bincount([tag for image_tags in tags.values() for tag in image_tags], minlength=num_classes)
-    return {cls: min(rca["clusters"], rca["bank_size"], int(counts[cls])) for cls in range(num_classes)}
-
-
-@torch.no_grad()
-def refresh_centroids(model: CAMClassifier, rca: dict, seed: int) -> None:
-    """k-means on each class's bank (seeded); classes with an empty bank get zero centroids."""
-    generator = torch.Generator().manual_seed(seed)
-    centroids = []
-    for cls in range(model.num_classes):
-        points = model.bank.entries[cls][model.bank.filled[cls]].cpu()
-        if len(points) == 0:
-            centroids.append(torch.zeros(rca["clusters"], model.bank.entries.shape[-1]))
-        else:
-            centroids.append(kmeans(points, rca["clusters"], rca["kmeans_iterations"], generator))
-    model.aggregation.set_centroids(torch.cat(centroids).to(model.bank.entries.device))
 
 
 def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict, guard: FiniteGuard,
@@ -153,43 +87,6 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
     total_loss, total_contrast, correct, seen_tags, images = totals  # over every process
     return {"epoch": epoch, "loss": total_loss / images, "contrast_loss": total_contrast / images,
             "tag_accuracy": correct / seen_tags}
-
-
-@torch.no_grad()
-def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumulated: dict[str, np.ndarray],
-                    threshold: float, batch_size: int, device: torch.device) -> None:
-    """Online attention accumulation (OAA): max-merge this epoch's CAMs into `accumulated`.
-
-    Per (image, tag), the ReLU'd CAM normalised to [0, 1] is merged when sigmoid(score) >= threshold.
-    The maps come from an eval-mode pass over the un-augmented (square-resized) training images after
-    the epoch, so no augmentation has to be inverted; they stay at the network's output resolution.
-    """
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(dataset), batch_size):
-        indices = list(range(start, min(start + batch_size, len(dataset))))
-        images = torch.stack([dataset.plain_image(index) for index in indices]).to(device)
-        out = model(images)
-        cams, scores = F.relu(out["cams"]).cpu().numpy(), torch.sigmoid(out["logits"]).cpu().numpy()
-        for index, image_cams, image_scores in zip(indices, cams, scores):
-            name = dataset.names[index]
-            tags = dataset.tags[name]
-            merged = accumulated.setdefault(name, np.zeros((len(tags), *image_cams.shape[1:]), np.float32))
-            for k, tag in enumerate(tags):
-                peak = image_cams[tag].max()
-                if image_scores[tag] >= threshold and peak > 0:
-                    np.maximum(merged[k], image_cams[tag] / peak, out=merged[k])
-    model.train(was_training)
-
-
-def write_accumulated(accumulated: dict[str, np.ndarray], tags: dict[str, list[int]], path: str | Path) -> None:
-    with CamWriter(path, expected_names=list(accumulated)) as writer:
-        for name, maps in accumulated.items():
-            writer.write(name, maps, tags[name])
-
-
-def read_accumulated(path: str | Path) -> dict[str, np.ndarray]:
-    return {name: read_cams(path, name)[0] for name in cam_names(path)}
 
 
 def init_classifier(train_settings: dict, seed: int, num_classes: int) -> CAMClassifier:
@@ -303,6 +200,3 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     remove_checkpoints(checkpoint_dir)
     return {"history": history, "model": model}
 
-
-def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
-    return load_trained_model(model_path, device, build_classifier)

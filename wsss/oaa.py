@@ -1,0 +1,51 @@
+"""Online attention accumulation (OAA): each epoch's CAMs of the training images max-merged into one map per
+(image, tag), and the HDF5 file that holds them (checkpointed with the classifier, read by the CAM stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cam_store import CamWriter, cam_names, read_cams
+from .data.datasets import ClassificationDataset
+from .models.classifier import CAMClassifier
+
+
+@torch.no_grad()
+def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumulated: dict[str, np.ndarray],
+                    threshold: float, batch_size: int, device: torch.device) -> None:
+    """Online attention accumulation (OAA): max-merge this epoch's CAMs into `accumulated`.
+
+    Per (image, tag), the ReLU'd CAM normalised to [0, 1] is merged when sigmoid(score) >= threshold.
+    The maps come from an eval-mode pass over the un-augmented (square-resized) training images after
+    the epoch, so no augmentation has to be inverted; they stay at the network's output resolution.
+    """
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(dataset), batch_size):
+        indices = list(range(start, min(start + batch_size, len(dataset))))
+        images = torch.stack([dataset.plain_image(index) for index in indices]).to(device)
+        out = model(images)
+        cams, scores = F.relu(out["cams"]).cpu().numpy(), torch.sigmoid(out["logits"]).cpu().numpy()
+        for index, image_cams, image_scores in zip(indices, cams, scores):
+            name = dataset.names[index]
+            tags = dataset.tags[name]
+            merged = accumulated.setdefault(name, np.zeros((len(tags), *image_cams.shape[1:]), np.float32))
+            for k, tag in enumerate(tags):
+                peak = image_cams[tag].max()
+                if image_scores[tag] >= threshold and peak > 0:
+                    np.maximum(merged[k], image_cams[tag] / peak, out=merged[k])
+    model.train(was_training)
+
+
+def write_accumulated(accumulated: dict[str, np.ndarray], tags: dict[str, list[int]], path: str | Path) -> None:
+    with CamWriter(path, expected_names=list(accumulated)) as writer:
+        for name, maps in accumulated.items():
+            writer.write(name, maps, tags[name])
+
+
+def read_accumulated(path: str | Path) -> dict[str, np.ndarray]:
+    return {name: read_cams(path, name)[0] for name in cam_names(path)}
