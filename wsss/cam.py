@@ -13,19 +13,25 @@ from .cam_store import CamWriter, read_cams
 from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from .data.voc import VOCLayout, open_layout, shard_names
 from .inference import load_classifier
-from .runtime import log, progress, select_device
+from .runtime import autocast, log, memory_format, progress, select_device
 
 
 @torch.no_grad()
-def multiscale_cams(model, images: torch.Tensor, scales, flip: bool) -> torch.Tensor:
-    """ReLU'd CAMs of a batch (B, 3, H, W), summed over scales (and flips), at (H, W): (B, C, H, W)."""
+def multiscale_cams(model, images: torch.Tensor, scales, flip: bool, compute: dict | None = None) -> torch.Tensor:
+    """ReLU'd CAMs of a batch (B, 3, H, W), summed over scales (and flips), at (H, W): (B, C, H, W), float32.
+
+    `compute`: the forward's precision and memory format (the maps are resized and summed in float32)."""
+    compute = compute or {}
+    images = images.contiguous(memory_format=memory_format(compute))
     height, width = images.shape[2:]
     total = None
     for scale in scales:
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False) if scale != 1 else images
         batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
-        cams = F.relu(model(batch)["cams"])
+        with autocast(compute, images.device):
+            cams = model(batch)["cams"]
+        cams = F.relu(cams.float())
         if flip:
             cams = cams[: len(images)] + cams[len(images):].flip(-1)
         cams = F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)
@@ -67,7 +73,7 @@ def extract_cams(model_path: str | Path, dataset: str | Path | VOCLayout, split:
     layout = open_layout(dataset)
     tags = layout.tags(split)
     names = shard_names(list(tags), shard, num_shards)
-    model = load_classifier(model_path, device)
+    model = load_classifier(model_path, device).to(memory_format=memory_format(settings["compute"]))
     dataset = InferenceDataset(layout, names)
     batches = size_grouped_batches(image_sizes(layout, names), cam_settings["batch_size"])
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_inference,
@@ -75,7 +81,8 @@ def extract_cams(model_path: str | Path, dataset: str | Path | VOCLayout, split:
     log.info("CAMs of shard %d/%d: %d images of split %s on %s", shard, num_shards, len(names), split, device)
     with CamWriter(out_path, expected_names=names) as writer:
         for images, batch_names in progress(loader, desc=f"CAM shard {shard}", total=len(batches)):
-            cams = multiscale_cams(model, images.to(device), cam_settings["scales"], cam_settings["flip"])
+            cams = multiscale_cams(model, images.to(device, non_blocking=True), cam_settings["scales"],
+                                   cam_settings["flip"], settings["compute"])
             for cam, name in zip(cams, batch_names):
                 image_tags = tags[name]
                 selected = normalise_per_class(cam[image_tags]) if image_tags else cam[:0]

@@ -19,7 +19,7 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 STAGE_SECTIONS = ("classifier", "cam", "crf", "pseudo_labels", "segmentation")
 # compute settings that change a stage's numbers (loader_workers does not: augmentation is seeded per sample)
-RESULT_COMPUTE_KEYS = ("device", "threads", "deterministic")
+RESULT_COMPUTE_KEYS = ("device", "threads", "deterministic", "precision", "channels_last")
 
 
 class ConfigError(ValueError):

@@ -23,13 +23,16 @@ class FiniteGuard:
         self.checkpoint = checkpoint
         self.last_finite: tuple[str, float] | None = None
 
-    def check(self, loss: torch.Tensor, parameters, step: str) -> float:
-        """The loss as a float, after checking it and the gradients of `parameters` (one device sync)."""
+    def check(self, loss: torch.Tensor, parameters, step: str, gradient_overflow_allowed: bool = False) -> float:
+        """The loss as a float, after checking it and the gradients of `parameters` (one device sync).
+
+        `gradient_overflow_allowed`: fp16 with a loss scaler, whose too-large scale overflows the gradients now
+        and then by design (the scaler skips that step); only a non-finite loss stops the run then."""
         gradients = [p.grad.detach() for p in parameters if p.grad is not None]
         gradient_norm = torch.nn.utils.get_total_norm(gradients) if gradients else torch.zeros((), device=loss.device)
         finite = torch.isfinite(torch.stack([loss.detach().float().reshape(()), gradient_norm.float()]))
         value = float(loss.detach())
-        if not bool(finite.all()):
+        if not bool(finite[0]) or not (bool(finite[1]) or gradient_overflow_allowed):
             what = "loss" if not bool(finite[0]) else "gradient"
             raise NonFiniteError(self._message(what, value, step))
         self.last_finite = (step, value)

@@ -16,7 +16,7 @@ from .data.datasets import InferenceDataset, collate_inference, image_sizes, siz
 from .data.voc import VOCLayout, open_layout, write_label_png
 from .models.classifier import CAMClassifier, build_classifier
 from .models.deeplab import DeepLabV2, build_deeplab
-from .runtime import progress, select_device
+from .runtime import autocast, memory_format, progress, select_device
 
 
 def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
@@ -37,15 +37,17 @@ def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str,
     device = select_device(settings["compute"]["device"])
     layout = open_layout(dataset)
     names = layout.names(split)
-    model = load_deeplab(model_path, device)
+    compute = settings["compute"]
+    model = load_deeplab(model_path, device).to(memory_format=memory_format(compute))
     batches = size_grouped_batches(image_sizes(layout, names), batch_size)
     loader = DataLoader(InferenceDataset(layout, names), batch_sampler=batches, collate_fn=collate_inference,
                         num_workers=settings["compute"]["loader_workers"])
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as temporary:
         for images, batch_names in progress(loader, desc=f"predicting {split}", total=len(batches)):
-            images = images.to(device)
-            logits = model(images) + model(images.flip(-1)).flip(-1)
+            images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
+            with autocast(compute, device):
+                logits = model(images).float() + model(images.flip(-1)).float().flip(-1)
             probabilities = F.softmax(F.interpolate(logits, size=images.shape[2:], mode="bilinear",
                                                     align_corners=False), dim=1).cpu().numpy()
             for probability, name in zip(probabilities, batch_names):

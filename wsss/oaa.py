@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from .cam_store import CamWriter, cam_names, read_cams
 from .data.datasets import ClassificationDataset
 from .models.classifier import CAMClassifier
+from .runtime import autocast, memory_format
 
 
 @torch.no_grad()
 def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumulated: dict[str, np.ndarray],
-                    threshold: float, batch_size: int, device: torch.device) -> None:
+                    threshold: float, batch_size: int, device: torch.device, compute: dict | None = None) -> None:
     """Online attention accumulation (OAA): max-merge this epoch's CAMs into `accumulated`.
 
     Per (image, tag), the ReLU'd CAM normalised to [0, 1] is merged when sigmoid(score) >= threshold.
@@ -28,8 +29,10 @@ def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumu
     for start in range(0, len(dataset), batch_size):
         indices = list(range(start, min(start + batch_size, len(dataset))))
         images = torch.stack([dataset.plain_image(index) for index in indices]).to(device)
-        out = model(images)
-        cams, scores = F.relu(out["cams"]).cpu().numpy(), torch.sigmoid(out["logits"]).cpu().numpy()
+        with autocast(compute or {}, device):
+            out = model(images.contiguous(memory_format=memory_format(compute or {})))
+        cams = F.relu(out["cams"].float()).cpu().numpy()
+        scores = torch.sigmoid(out["logits"].float()).cpu().numpy()
         for index, image_cams, image_scores in zip(indices, cams, scores):
             name = dataset.names[index]
             tags = dataset.tags[name]

@@ -3,6 +3,7 @@ seeding, logging and progress bars."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -57,6 +58,24 @@ def configure_compute(compute: dict) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = not deterministic
     torch.backends.cudnn.allow_tf32 = not deterministic
     return compute_switches()
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(compute: dict, device: torch.device):
+    """The context of a forward pass in `compute.precision`: torch.autocast for bf16 and fp16, nothing for fp32."""
+    dtype = PRECISIONS[compute.get("precision", "fp32")]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(compute: dict, device: torch.device) -> torch.amp.GradScaler:
+    """A loss scaler, on for fp16 only (off, its scale/unscale/step are the plain backward and optimiser step)."""
+    return torch.amp.GradScaler(device.type, enabled=compute.get("precision") == "fp16")
+
+
+def memory_format(compute: dict) -> torch.memory_format:
+    return torch.channels_last if compute.get("channels_last") else torch.contiguous_format
 
 
 def compute_switches() -> dict:

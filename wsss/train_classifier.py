@@ -27,7 +27,7 @@ from .guards import FiniteGuard
 from .models.classifier import CAMClassifier, build_classifier
 from .models.rca_schedule import aggregation_ready, rca_step, refresh_centroids, regions_needed
 from .oaa import accumulate_cams, read_accumulated, write_accumulated
-from .runtime import log, progress, seed_everything, select_device
+from .runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
 
 
 def lr_factor(epoch: int, settings: dict) -> float:
@@ -53,30 +53,39 @@ def make_optimizer(model: CAMClassifier, settings: dict) -> torch.optim.Optimize
 
 
 def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict, guard: FiniteGuard,
-                    network=None) -> dict:
-    """One pass; `network` is the DDP wrapper of `model` in a multi-process run (forward goes through it)."""
+                    network=None, compute: dict | None = None, scaler: torch.amp.GradScaler | None = None) -> dict:
+    """One pass; `network` is the DDP wrapper of `model` in a multi-process run (forward goes through it).
+
+    `compute`: precision (the forward under autocast; the losses in float32) and memory format; `scaler`: fp16's
+    loss scaler (a step whose gradients overflow is skipped and the scale lowered)."""
     network = network or model
     network.train()
+    compute = compute or {}
+    scaler = scaler or grad_scaler(compute, device)
     rca = settings["rca"]
     total_loss = total_contrast = 0.0
     correct = seen_tags = images = 0
     for step, (batch_images, targets, sample_seeds) in enumerate(progress(loader, desc=f"classifier epoch {epoch}",
                                                                           leave=False)):
-        batch_images = batch_images.to(device, non_blocking=True)
+        batch_images = batch_images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
         targets = targets.to(device, non_blocking=True)
-        out = network(batch_images)
-        loss = F.multilabel_soft_margin_loss(out["logits"], targets)
+        with autocast(compute, device):
+            out = network(batch_images)
+        loss = F.multilabel_soft_margin_loss(out["logits"].float(), targets)
         if model.uses_aggregation:
-            loss = loss + rca["coarse_weight"] * F.multilabel_soft_margin_loss(out["coarse_logits"], targets)
+            loss = loss + rca["coarse_weight"] * F.multilabel_soft_margin_loss(out["coarse_logits"].float(), targets)
         contrast = None
         if model.bank is not None:
             contrast = rca_step(model, out, targets, sample_seeds, rca, epoch)
             if contrast is not None:
                 loss = loss + rca["contrast_weight"] * contrast
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loss_value = guard.check(loss, model.parameters(), f"epoch {epoch} step {step}")
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        loss_value = guard.check(loss, model.parameters(), f"epoch {epoch} step {step}",
+                                 gradient_overflow_allowed=scaler.is_enabled())
+        scaler.step(optimizer)
+        scaler.update()
         total_loss += loss_value * len(batch_images)
         if contrast is not None:
             total_contrast += float(contrast.detach()) * len(batch_images)
@@ -128,8 +137,11 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     layout = open_layout(dataset)
     dataset = ClassificationDataset(layout, split, train_settings["input_size"], train_settings["scale_range"],
                                     train_settings["color_jitter"])
-    model = init_classifier(train_settings, seed, layout.num_foreground).to(device)
+    compute = settings["compute"]
+    model = init_classifier(train_settings, seed, layout.num_foreground).to(device,
+                                                                           memory_format=memory_format(compute))
     optimizer = make_optimizer(model, train_settings)
+    scaler = grad_scaler(compute, device)
     network = wrap_distributed(model, device, find_unused_parameters=model.uses_aggregation) if distributed \
         else model
 
@@ -147,6 +159,8 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         history, start_epoch = state["history"], state["epoch"] + 1
         if accumulating:
             accumulated = read_accumulated(accumulated_checkpoint)
@@ -174,7 +188,8 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
                 log.info("epoch %d: aggregation waits, bank entries per class %s (needed %s)", epoch,
                          model.bank.filled.sum(1).tolist(), list(needed.values()))
         started = time.time()
-        record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings, guard, network)
+        record = train_one_epoch(model, loader, optimizer, device, epoch, train_settings, guard, network, compute,
+                                 scaler)
         record.update(lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - started, 2))
         if model.uses_aggregation:
             record["aggregation"] = aggregating
@@ -185,10 +200,11 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
             continue  # rank 0 writes: the ranks hold identical weights and banks
         if accumulating:
             accumulate_cams(model, dataset, accumulated, train_settings["accumulate_threshold"],
-                            train_settings["batch_size"], device)
+                            train_settings["batch_size"], device, compute)
             write_accumulated(accumulated, dataset.tags, accumulated_checkpoint)  # before last.pt: kept in step
         save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "history": history}, checkpoint_path, fingerprint)
+                         "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
+                        checkpoint_path, fingerprint)
 
     if not is_main:
         return {"history": history, "model": model}

@@ -29,7 +29,7 @@ from .distributed import all_reduce_sum, init_from_environment, rank, world_size
 from .guards import FiniteGuard
 from .models.deeplab import DeepLabV2, build_deeplab
 from .models.ops import cross_entropy_sum, resize_bilinear
-from .runtime import log, progress, seed_everything, select_device
+from .runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
 
 
 def freeze_batchnorm(model: DeepLabV2) -> None:
@@ -125,11 +125,13 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
     num_classes = len(layout.class_names)
     training_set = SegmentationDataset(layout, {name: str(path) for name, path in label_paths.items()},
                                        seg["crop_size"], seg["scale_range"])
-    model = init_deeplab(seg, seed, num_classes).to(device)
+    compute = settings["compute"]
+    model = init_deeplab(seg, seed, num_classes).to(device, memory_format=memory_format(compute))
     model.train()
     if seg["freeze_batchnorm"]:
         freeze_batchnorm(model)  # before the optimizer, which takes only trainable parameters
     optimizer = make_optimizer(model, seg)
+    scaler = grad_scaler(compute, device)  # fp16 only
     network = wrap_distributed(model, device, sync_batchnorm=not seg["freeze_batchnorm"]) if distributed else model
 
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
@@ -139,6 +141,8 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         history, start = state["history"], state["iteration"]
         log.info("resuming segmentation from %s at iteration %d", checkpoint_path, start)
 
@@ -153,13 +157,19 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
         iteration, (images, labels) = next(stream)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * poly_factor(iteration, total, seg["poly_power"])
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        loss = segmentation_loss(network(images), labels)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
+        labels = labels.to(device, non_blocking=True)
+        with autocast(compute, device):
+            logits = network(images)
+        loss = segmentation_loss(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        running += all_reduce_sum(guard.check(loss, model.parameters(), f"iteration {iteration}"), device) \
-            / world_size()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        checked = guard.check(loss, model.parameters(), f"iteration {iteration}",
+                              gradient_overflow_allowed=scaler.is_enabled())
+        running += all_reduce_sum(checked, device) / world_size()
+        scaler.step(optimizer)
+        scaler.update()
         window += 1
         done = iteration + 1
         if done % seg["checkpoint_every"] == 0 or done == total:
@@ -169,7 +179,8 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
             running, window, started = 0.0, 0, time.time()
             if is_main:
                 save_checkpoint({"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "history": history}, checkpoint_path, fingerprint)
+                                 "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
+                                checkpoint_path, fingerprint)
 
     if is_main:
         save_torch({"model": model.state_dict(), "num_classes": num_classes, "settings": seg,

@@ -109,7 +109,17 @@ def semantic_contrast_loss(regions: torch.Tensor, region_classes: torch.Tensor, 
     """
     entries, classes = bank.flat()
     if len(regions) == 0 or len(entries) == 0:
-        return regions.sum() * 0.0
+        return regions.float().sum() * 0.0
+    device = regions.device
+    with torch.autocast(device.type, enabled=False):  # float32 whatever the forward's precision (below)
+        return _semantic_contrast_fp32(regions.float(), region_classes, region_images, entries.float(), classes,
+                                       temperature, mixup_beta, region_seeds, num_images)
+
+
+def _semantic_contrast_fp32(regions, region_classes, region_images, entries, classes, temperature: float,
+                            mixup_beta: float, region_seeds, num_images: float | None) -> torch.Tensor:
+    """The contrast in float32: similarities of unit vectors are at most 1 / temperature, so exp() stays below
+    exp(1 / 0.07) = 1.6e6 at the paper's temperature; in fp16 (max 65504) it would overflow."""
     device = regions.device
     draws = [mixup_draw(seed, mixup_beta, len(entries)) for seed in region_seeds]
     lam = torch.tensor([draw[0] for draw in draws], dtype=regions.dtype, device=device)

@@ -1,0 +1,114 @@
+"""compute.precision and compute.channels_last on the CPU: the same networks within a stated tolerance, a contrast
+loss that stays finite where plain fp16 overflows, training steps that run in bf16 and fp16 (with its scaler)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsss.cam import multiscale_cams
+from wsss.guards import FiniteGuard, NonFiniteError
+from wsss.models.classifier import build_classifier
+from wsss.models.deeplab import build_deeplab
+from wsss.models.rca import RegionMemoryBank, contrast_loss_per_query, semantic_contrast_loss
+from wsss.runtime import autocast, grad_scaler
+
+from conftest import tiny_settings
+
+CPU = torch.device("cpu")
+
+
+def rca_classifier():
+    settings = tiny_settings(classifier={"rca": {"contrast": True, "aggregation": True, "embed_dim": 8,
+                                                 "bank_size": 4, "clusters": 2}})["classifier"]
+    torch.manual_seed(0)
+    return build_classifier(settings, 4).eval()
+
+
+def relative_error(approximate: torch.Tensor, exact: torch.Tensor) -> float:
+    return float((approximate.float() - exact).abs().max() / exact.abs().max())
+
+
+def test_channels_last_gives_the_same_classifier_and_deeplab_outputs():
+    images = torch.rand(2, 3, 48, 40)
+    classifier = rca_classifier()
+    deeplab = build_deeplab(tiny_settings()["segmentation"], 5).eval()
+    with torch.no_grad():
+        expected = classifier(images)["cams"], deeplab(images)
+        classifier.to(memory_format=torch.channels_last)
+        deeplab.to(memory_format=torch.channels_last)
+        fast = images.contiguous(memory_format=torch.channels_last)
+        result = classifier(fast)["cams"], deeplab(fast)
+    for got, want in zip(result, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_cams_stay_within_two_percent_of_fp32(precision):
+    images = torch.rand(2, 3, 48, 48)
+    model = rca_classifier()
+    exact = multiscale_cams(model, images, [1.0, 0.5], True)
+    approximate = multiscale_cams(model, images, [1.0, 0.5], True, {"precision": precision})
+    assert approximate.dtype == torch.float32
+    assert relative_error(approximate, exact) < 0.02, relative_error(approximate, exact)
+
+
+def contrast_inputs(dtype):
+    torch.manual_seed(3)
+    bank = RegionMemoryBank(3, 4, 16)
+    entries = F.normalize(torch.randn(12, 16), dim=-1)
+    bank.update(entries, torch.arange(3).repeat(4))
+    regions = F.normalize(torch.randn(5, 16), dim=-1)
+    regions[:3] = F.normalize(entries[:3] + 0.1 * regions[:3], dim=-1)  # close to a bank entry, as trained ones are
+    regions = regions.to(dtype)
+    return regions, torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 0, 1, 2, 2]), bank
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_the_contrast_loss_runs_in_float32_under_autocast(precision):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    regions, classes, images, bank = contrast_inputs(dtype)
+    seeds = [(k, 1) for k in range(len(regions))]
+    with autocast({"precision": precision}, CPU):
+        loss = semantic_contrast_loss(regions, classes, images, bank, 0.07, 1.0, seeds)
+    exact = semantic_contrast_loss(regions.float(), classes, images, bank, 0.07, 1.0, seeds)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert float(loss) == float(exact)  # the same float32 arithmetic on the same (rounded) regions
+    # what it guards against: at temperature 0.07 the per-pair loss of fp16 similarities overflows
+    entries, entry_classes = bank.flat()
+    naive = contrast_loss_per_query(regions.half(), classes, entries.half(), entry_classes, 0.07)
+    assert not torch.isfinite(naive).all()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_reduced_precision_training_step_keeps_float32_weights_and_learns(precision):
+    compute = {"precision": precision}
+    model = rca_classifier().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = grad_scaler(compute, CPU)
+    assert scaler.is_enabled() == (precision == "fp16")
+    images, targets = torch.rand(4, 3, 32, 32), torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]])
+    guard = FiniteGuard("test")
+    losses = []
+    for step in range(4):
+        with autocast(compute, CPU):
+            out = model(images)
+        loss = F.multilabel_soft_margin_loss(out["logits"].float(), targets)
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        losses.append(guard.check(loss, model.parameters(), str(step), gradient_overflow_allowed=scaler.is_enabled()))
+        scaler.step(optimizer)
+        scaler.update()
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    assert losses[-1] < losses[0]
+
+
+def test_the_guard_lets_the_fp16_scaler_skip_an_overflowing_step_but_never_a_non_finite_loss():
+    weight = torch.nn.Parameter(torch.ones(2))
+    weight.grad = torch.tensor([float("inf"), 0.0])
+    loss = torch.tensor(0.5)
+    assert FiniteGuard("t").check(loss, [weight], "s", gradient_overflow_allowed=True) == 0.5
+    with pytest.raises(NonFiniteError, match="gradient"):
+        FiniteGuard("t").check(loss, [weight], "s")
+    with pytest.raises(NonFiniteError, match="loss"):
+        FiniteGuard("t").check(torch.tensor(float("nan")), [weight], "s", gradient_overflow_allowed=True)
