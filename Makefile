@@ -6,6 +6,7 @@
 #                  experiment), then mean, spread and paired 95 % intervals of the gaps to cam
 #   make tiny      every stage on config/tiny.yaml (a few minutes; its numbers mean nothing)
 #   make check CONFIG=config/my.yaml   check a config file (file, YAML syntax with line, schema) before a run
+#   make bench     speed of the heavy parts on this machine (bench/speed.py; VOC sizes with a GPU, reduced without)
 #   make report [CONFIG=...]   results/report.html: the table, provenance, config and captioned figures of a run
 VENV ?= .venv
 PYTHON ?= python3
@@ -17,7 +18,7 @@ STAMP := $(VENV)/.installed
 
 CONFIG ?= config/config.yaml
 
-.PHONY: install demo ablation seeds tiny report check test lint clean
+.PHONY: install demo ablation seeds tiny report check test lint bench clean
 
 install: $(STAMP)
 
@@ -44,6 +45,9 @@ seeds: install
 	mkdir -p results
 	$(BIN)/python workflow/scripts/summarize_seeds.py $(foreach seed,$(SEEDS),runs/seed$(seed)/results/benchmark.csv) \
 		--baseline cam --csv results/benchmark_seeds.csv --markdown results/benchmark_seeds.md
+
+bench: install
+	$(BIN)/python bench/speed.py $(BENCH_ARGS)
 
 tiny: install
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/tiny.yaml

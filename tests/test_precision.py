@@ -10,7 +10,9 @@ from wsss.guards import FiniteGuard, NonFiniteError
 from wsss.models.classifier import build_classifier
 from wsss.models.deeplab import build_deeplab
 from wsss.models.rca import RegionMemoryBank, contrast_loss_per_query, semantic_contrast_loss
+from wsss.models.rca_schedule import refresh_centroids
 from wsss.runtime import autocast, grad_scaler
+from wsss.train_classifier import train_one_epoch
 
 from conftest import tiny_settings
 
@@ -77,6 +79,24 @@ def test_the_contrast_loss_runs_in_float32_under_autocast(precision):
     entries, entry_classes = bank.flat()
     naive = contrast_loss_per_query(regions.half(), classes, entries.half(), entry_classes, 0.07)
     assert not torch.isfinite(naive).all()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_the_rca_training_loop_runs_in_reduced_precision_with_a_float32_bank(precision):
+    settings = tiny_settings(classifier={"rca": {"contrast": True, "aggregation": True, "embed_dim": 8,
+                                                 "bank_size": 4, "clusters": 2}})["classifier"]
+    model = rca_classifier().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    targets = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    loader = [(torch.rand(4, 3, 32, 32), targets, torch.arange(4))] * 3
+    compute = {"precision": precision}
+    record = train_one_epoch(model, loader, optimizer, CPU, 1, settings, FiniteGuard("t"), None, compute,
+                             grad_scaler(compute, CPU))
+    refresh_centroids(model, settings["rca"], 0)  # the aggregation on from here
+    record = train_one_epoch(model, loader, optimizer, CPU, 2, settings, FiniteGuard("t"), None, compute,
+                             grad_scaler(compute, CPU))
+    assert record["contrast_loss"] > 0 and torch.isfinite(torch.tensor(record["loss"]))
+    assert model.bank.entries.dtype == torch.float32 and int(model.bank.filled.sum()) >= 8
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

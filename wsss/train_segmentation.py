@@ -86,6 +86,24 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return total * world_size() / max(global_count, 1.0)
 
 
+def training_step(network, model: DeepLabV2, images: torch.Tensor, labels: torch.Tensor, optimizer, scaler,
+                  guard: FiniteGuard, compute: dict, device: torch.device, step: str) -> float:
+    """One optimisation step on a batch: the forward in `compute.precision` (autocast), the loss in float32, the
+    (fp16: scaled) backward, the guard, the optimiser step. Returns the loss."""
+    images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
+    labels = labels.to(device, non_blocking=True)
+    with autocast(compute, device):
+        logits = network(images)
+    loss = segmentation_loss(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    value = guard.check(loss, model.parameters(), step, gradient_overflow_allowed=scaler.is_enabled())
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
 def init_deeplab(seg: dict, seed: int, num_classes: int):
     """DeepLab's initial weights from the seed alone: every experiment (oracle included) starts the same."""
     seed_everything(derive_seed(seed, "segmentation-init"))
@@ -157,19 +175,9 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
         iteration, (images, labels) = next(stream)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * poly_factor(iteration, total, seg["poly_power"])
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
-        labels = labels.to(device, non_blocking=True)
-        with autocast(compute, device):
-            logits = network(images)
-        loss = segmentation_loss(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        checked = guard.check(loss, model.parameters(), f"iteration {iteration}",
-                              gradient_overflow_allowed=scaler.is_enabled())
-        running += all_reduce_sum(checked, device) / world_size()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = training_step(network, model, images, labels, optimizer, scaler, guard, compute, device,
+                             f"iteration {iteration}")
+        running += all_reduce_sum(loss, device) / world_size()
         window += 1
         done = iteration + 1
         if done % seg["checkpoint_every"] == 0 or done == total:

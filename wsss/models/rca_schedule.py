@@ -21,7 +21,8 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
     the bank after the loss is computed, all-gathered so every rank applies the same updates, in the
     order one process would.
     """
-    regions = region_embeddings(out["embeddings"], out["coarse_cams"])  # (B, C, D)
+    # in float32 whatever the forward's precision: the regions enter the bank and the contrast (float32 both)
+    regions = region_embeddings(out["embeddings"].float(), out["coarse_cams"].float())  # (B, C, D)
     images, classes = targets.nonzero(as_tuple=True)
     tagged = select_rows(regions.flatten(0, 1), images * regions.shape[1] + classes)  # regions[images, classes]
     contrast = None

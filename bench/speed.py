@@ -1,0 +1,249 @@
+"""How fast the pipeline's heavy parts run on this machine, each beside its baseline measured in the same run.
+
+    python bench/speed.py [--sizes auto|voc|reduced] [--json out.json]      (make bench)
+
+With a GPU (or --sizes voc) it uses the VOC recipe's sizes (config/voc2012.yaml: VGG-16 at 368 px, batch 8,
+with RCA; ResNet-101 DeepLab-v2 at crop 321, batch 10; CAMs of 500 x 375 images at scales 1, 0.5, 1.5, 2 with
+flips); on the CPU (or --sizes reduced) the built-in config's (config/config.yaml), so that it ends within
+minutes on 2 cores. Figures:
+
+- classifier training images/s (the real training step, RCA's contrast, bank and aggregation included) in
+  fp32, bf16 and fp32 with channels-last, as ratios to fp32;
+- DeepLab-v2 training iterations/s, the same three;
+- CAM extraction images/s: one image a batch (VOC's mixed sizes gave batches of 1 or 2) against full batches,
+  and batches in bf16;
+- dense-CRF images/s on one core and on every core (a pool of processes), and the all-core rate over
+  cores x the one-core rate;
+- the CAM store: bytes per image of float16 gzip HDF5 against float32 `.npy`, and the time to read them all.
+
+Synthetic inputs (random images; smooth maps for the CRF and the store): the figures measure the
+computation, not data loading. Prints a table; asserts nothing.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from wsss.cam import multiscale_cams, normalise_per_class  # noqa: E402
+from wsss.cam_store import CamWriter, open_hdf5, read_cam_entry  # noqa: E402
+from wsss.config import load_config, resolve_experiment  # noqa: E402
+from wsss.crf import dense_crf  # noqa: E402
+from wsss.guards import FiniteGuard  # noqa: E402
+from wsss.models.classifier import build_classifier  # noqa: E402
+from wsss.models.deeplab import build_deeplab  # noqa: E402
+from wsss.models.rca_schedule import refresh_centroids  # noqa: E402
+from wsss.runtime import grad_scaler, memory_format  # noqa: E402
+from wsss.train_classifier import make_optimizer as classifier_optimizer  # noqa: E402
+from wsss.train_classifier import train_one_epoch  # noqa: E402
+from wsss.train_segmentation import make_optimizer as deeplab_optimizer  # noqa: E402
+from wsss.train_segmentation import training_step  # noqa: E402
+
+os.environ.setdefault("WSSS_NO_PROGRESS", "1")
+VARIANTS = {"fp32": {"precision": "fp32", "channels_last": False},
+            "bf16": {"precision": "bf16", "channels_last": False},
+            "fp32 channels-last": {"precision": "fp32", "channels_last": True}}
+
+
+def recipe(sizes: str) -> dict:
+    """The settings measured: the VOC config's rca experiment, or the built-in config's."""
+    config = load_config(REPO / ("config/voc2012.yaml" if sizes == "voc" else "config/config.yaml"))
+    resolved = resolve_experiment(config, "rca")
+    voc = sizes == "voc"
+    return {"classifier": {**resolved["classifier"], "backbone": {**resolved["classifier"]["backbone"], "weights": None}},
+            "segmentation": {**resolved["segmentation"],
+                             "backbone": {**resolved["segmentation"]["backbone"], "weights": None}},
+            "cam": resolved["cam"], "crf": resolved["crf"], "num_classes": 20 if voc else 6,
+            "image_size": (375, 500) if voc else (96, 96), "steps": 6 if voc else 3,
+            "cam_images": 16 if voc else 32, "crf_images": 8 if voc else 32}
+
+
+def timed(function, repeats: int) -> float:
+    """Seconds per call of `function` (after one warm-up call), the device synchronised."""
+    function()
+    synchronise()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    synchronise()
+    return (time.perf_counter() - started) / repeats
+
+
+def synchronise() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def classifier_rate(settings: dict, device: torch.device, compute: dict) -> float:
+    """Images/s of the classifier's training step with RCA on (contrast, bank, aggregation with centroids)."""
+    train = settings["classifier"]
+    torch.manual_seed(0)
+    model = build_classifier(train, settings["num_classes"]).to(device, memory_format=memory_format(compute))
+    optimizer = classifier_optimizer(model, train)
+    batch, size = train["batch_size"], train["input_size"]
+    generator = torch.Generator().manual_seed(0)
+    targets = (torch.rand(batch, settings["num_classes"], generator=generator) < 0.15).float()
+    targets[torch.arange(batch), torch.arange(batch) % settings["num_classes"]] = 1.0
+    loader = [(torch.rand(batch, 3, size, size, generator=generator), targets, torch.arange(batch))]
+    guard, scaler = FiniteGuard("bench"), grad_scaler(compute, device)
+    epoch = max(train["rca"]["contrast_start_epoch"], 1)
+    for _ in range(train["rca"]["bank_size"] // batch + 1):  # fill every class's bank for the k-means
+        train_one_epoch(model, loader, optimizer, device, epoch, train, guard, None, compute, scaler)
+    refresh_centroids(model, train["rca"], 0)
+    seconds = timed(lambda: train_one_epoch(model, loader, optimizer, device, epoch, train, guard, None, compute,
+                                            scaler), settings["steps"])
+    return batch / seconds
+
+
+def deeplab_rate(settings: dict, device: torch.device, compute: dict) -> float:
+    """Iterations/s of DeepLab-v2's training step."""
+    seg = settings["segmentation"]
+    torch.manual_seed(0)
+    model = build_deeplab(seg, settings["num_classes"] + 1).to(device, memory_format=memory_format(compute))
+    optimizer = deeplab_optimizer(model, seg)
+    crop = seg["crop_size"]
+    images = torch.rand(seg["batch_size"], 3, crop, crop)
+    labels = torch.randint(0, settings["num_classes"] + 1, (seg["batch_size"], crop, crop))
+    guard, scaler = FiniteGuard("bench"), grad_scaler(compute, device)
+    step = lambda: training_step(model, model, images, labels, optimizer, scaler, guard, compute, device, "bench")  # noqa: E731
+    return 1.0 / timed(step, settings["steps"])
+
+
+def cam_rates(settings: dict, device: torch.device) -> dict[str, float]:
+    """CAM extraction images/s: one image a batch, full batches, full batches in bf16 (the maps of 3 tags kept)."""
+    torch.manual_seed(0)
+    model = build_classifier(settings["classifier"], settings["num_classes"]).to(device).eval()
+    height, width = settings["image_size"]
+    count, batch = settings["cam_images"], settings["cam"]["batch_size"]
+    images = torch.rand(count, 3, height, width)
+    scales, flip = settings["cam"]["scales"], settings["cam"]["flip"]
+
+    def extract(batch_size: int, compute: dict) -> None:
+        with torch.no_grad():
+            for start in range(0, count, batch_size):
+                cams = multiscale_cams(model, images[start:start + batch_size].to(device), scales, flip, compute)
+                normalise_per_class(cams[:, :3]).cpu()
+
+    rates = {}
+    for name, batch_size, compute in (("1 image a batch", 1, {}), (f"batches of {batch}", batch, {}),
+                                      (f"batches of {batch}, bf16", batch, {"precision": "bf16"})):
+        rates[name] = count / timed(lambda: extract(batch_size, compute), 1)
+    return rates
+
+
+def smooth_maps(count: int, channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(count, channels, H, W) maps in [0, 1] made of a few Gaussian blobs, like CAMs."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    maps = np.zeros((count, channels, height, width), np.float32)
+    for index in np.ndindex(count, channels):
+        for _ in range(2):
+            cy, cx, radius = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(0.1, 0.3) * min(height, width)
+            maps[index] = np.maximum(maps[index], np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * radius**2)))
+    return maps
+
+
+_CRF: dict = {}
+
+
+def _crf_one(index: int) -> int:
+    dense_crf(_CRF["images"][index], _CRF["probabilities"][index], _CRF["settings"])
+    return index
+
+
+def crf_rates(settings: dict) -> dict[str, float]:
+    """Dense-CRF images/s (3 labels: background and two tags) on one core and on every core."""
+    height, width = settings["image_size"]
+    count, cores = settings["crf_images"], os.cpu_count() or 1
+    maps = smooth_maps(count, 2, height, width)
+    background = (1 - maps.max(1, keepdims=True)) ** 2
+    _CRF.update(images=(np.random.default_rng(1).random((count, height, width, 3)) * 255).astype(np.uint8),
+                probabilities=np.concatenate([background, maps], 1), settings=settings["crf"])
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    for index in range(count):
+        _crf_one(index)
+    one_core = count / (time.perf_counter() - started)
+    with multiprocessing.get_context("fork").Pool(cores) as pool:
+        started = time.perf_counter()
+        list(pool.imap_unordered(_crf_one, [index % count for index in range(count * cores)], chunksize=2))
+        all_cores = count * cores / (time.perf_counter() - started)
+    return {"1 core": one_core, f"{cores} cores": all_cores, "efficiency": all_cores / (cores * one_core)}
+
+
+def read_all(path: Path, count: int) -> list:
+    """Every image's maps through one open handle, as the pseudo-label and evaluation stages read them."""
+    with open_hdf5(path) as handle:
+        return [read_cam_entry(handle, f"image_{index}") for index in range(count)]
+
+
+def store_figures(settings: dict) -> dict[str, float]:
+    """Bytes per image and read seconds of the CAM store (float16, gzip, HDF5) and of float32 .npy files."""
+    height, width = settings["image_size"]
+    count = 16
+    maps = smooth_maps(count, 3, height, width, seed=2)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        with CamWriter(folder / "cams.h5") as writer:
+            for index in range(count):
+                writer.write(f"image_{index}", maps[index], [0, 1, 2])
+        for index in range(count):
+            np.save(folder / f"image_{index}.npy", maps[index])
+        h5_bytes = (folder / "cams.h5").stat().st_size / count
+        npy_bytes = sum((folder / f"image_{index}.npy").stat().st_size for index in range(count)) / count
+        h5_read = timed(lambda: read_all(folder / "cams.h5", count), 3)
+        npy_read = timed(lambda: [np.load(folder / f"image_{index}.npy") for index in range(count)], 3)
+    return {"hdf5 bytes/image": h5_bytes, "npy bytes/image": npy_bytes, "bytes ratio": h5_bytes / npy_bytes,
+            "hdf5 read s/image": h5_read / count, "npy read s/image": npy_read / count,
+            "read time ratio": h5_read / npy_read}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", choices=("auto", "voc", "reduced"), default="auto",
+                        help="auto: the VOC recipe's sizes with a GPU, reduced ones without")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = args.sizes if args.sizes != "auto" else ("voc" if device.type == "cuda" else "reduced")
+    settings = recipe(sizes)
+    torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {os.cpu_count()} cores"
+    print(f"device: {name}; sizes: {sizes}; torch {torch.__version__}")
+    figures: dict[str, dict] = {"device": {"name": name, "sizes": sizes}}
+
+    def report(section: str, values: dict[str, float], unit: str, baseline: str | None) -> None:
+        figures[section] = values
+        print(f"\n{section}")
+        for key, value in values.items():
+            ratio = f"  x{value / values[baseline]:.2f}" if baseline and key != baseline and unit else ""
+            print(f"  {key:<28} {value:12.4g} {unit}{ratio}")
+
+    report("classifier training (RCA)",
+           {variant: classifier_rate(settings, device, compute) for variant, compute in VARIANTS.items()},
+           "images/s", "fp32")
+    report("DeepLab-v2 training", {variant: deeplab_rate(settings, device, compute)
+                                   for variant, compute in VARIANTS.items()}, "iterations/s", "fp32")
+    report("CAM extraction", cam_rates(settings, device), "images/s", "1 image a batch")
+    crf = crf_rates(settings)
+    report("dense CRF", {key: value for key, value in crf.items() if key != "efficiency"}, "images/s", "1 core")
+    print(f"  all cores / (cores x 1 core)  {crf['efficiency']:.2f}")
+    figures["dense CRF"]["efficiency"] = crf["efficiency"]
+    store = store_figures(settings)
+    report("CAM store", store, "", None)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
