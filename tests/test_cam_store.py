@@ -2,7 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from wsss.cam_store import CamWriter, cam_names, gather_cams, read_cams
+from wsss.artifacts import ArtifactError
+from wsss.cam_store import BackgroundWriter, CamWriter, cam_names, gather_cams, read_cams
 
 
 def write_shard(path, entries):
@@ -60,3 +61,19 @@ def test_duplicate_images_across_shards_are_refused(tmp_path):
     write_shard(tmp_path / "1.h5", {"a": (np.zeros((1, 2, 2)), [0])})
     with pytest.raises(ValueError, match="two CAM shards"):
         gather_cams([tmp_path / "0.h5", tmp_path / "1.h5"], tmp_path / "cams.h5")
+
+
+def test_the_background_writer_stores_every_map_and_hands_back_a_failure(tmp_path):
+    maps = {f"image_{k}": np.random.default_rng(k).random((2, 8, 6)).astype(np.float32) for k in range(20)}
+    with CamWriter(tmp_path / "ok.h5", expected_names=list(maps)) as store, BackgroundWriter(store, depth=3) as writer:
+        for name, cams in maps.items():
+            writer.write(name, cams, [1, 4])
+    for name, cams in maps.items():
+        stored, tags = read_cams(tmp_path / "ok.h5", name)
+        np.testing.assert_allclose(stored, cams, atol=1e-3)
+        assert tags == [1, 4]
+    with pytest.raises(ArtifactError, match="image_2 .* not finite"):
+        with CamWriter(tmp_path / "bad.h5") as store, BackgroundWriter(store) as writer:
+            for k in range(5):
+                writer.write(f"image_{k}", np.full((1, 4, 4), np.nan if k == 2 else 0.5, np.float32), [0])
+    assert not (tmp_path / "bad.h5").exists()  # the CamWriter aborted: no partial file

@@ -173,3 +173,23 @@ def test_experiments_share_initial_weights_and_differ_by_seed():
         assert torch.equal(value, rca_state[name]), name
     weights = [name for name in shared if name.endswith("weight") and shared[name].ndim == 4]
     assert not any(torch.equal(shared[name], other_state[name]) for name in weights)
+
+
+def test_images_of_one_size_fill_whole_batches_even_when_mixed_with_others():
+    from wsss.data.datasets import size_grouped_batches
+
+    sizes = [(3, 4), (5, 6), (3, 4), (5, 6), (3, 4), (3, 4), (7, 7)]
+    batches = size_grouped_batches(sizes, 2)
+    assert batches == [[0, 2], [4, 5], [1, 3], [6]]
+    assert sorted(index for batch in batches for index in batch) == list(range(len(sizes)))
+
+
+def test_resizing_only_the_tagged_channels_gives_the_same_maps():
+    from wsss.models.classifier import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier(tiny_settings()["classifier"], 6).eval()
+    images = torch.rand(2, 3, 40, 48)
+    every = multiscale_cams(model, images, [1.0, 0.5, 1.5], True)
+    tagged = multiscale_cams(model, images, [1.0, 0.5, 1.5], True, classes=[4, 1])
+    assert torch.equal(tagged, every[:, [4, 1]])

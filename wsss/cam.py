@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .cam_store import CamWriter, read_cams
+from .cam_store import BackgroundWriter, CamWriter, read_cams
 from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from .data.voc import VOCLayout, open_layout, shard_names
 from .inference import load_classifier
@@ -17,10 +17,13 @@ from .runtime import autocast, log, memory_format, progress, select_device
 
 
 @torch.no_grad()
-def multiscale_cams(model, images: torch.Tensor, scales, flip: bool, compute: dict | None = None) -> torch.Tensor:
+def multiscale_cams(model, images: torch.Tensor, scales, flip: bool, compute: dict | None = None,
+                    classes: list[int] | None = None) -> torch.Tensor:
     """ReLU'd CAMs of a batch (B, 3, H, W), summed over scales (and flips), at (H, W): (B, C, H, W), float32.
 
-    `compute`: the forward's precision and memory format (the maps are resized and summed in float32)."""
+    `compute`: the forward's precision and memory format (the maps are resized and summed in float32).
+    `classes`: only these channels (in this order) are resized and summed, (B, len(classes), H, W): the work of
+    full-resolution upsampling grows with the channels, and an image needs only its tags'."""
     compute = compute or {}
     images = images.contiguous(memory_format=memory_format(compute))
     height, width = images.shape[2:]
@@ -31,7 +34,7 @@ def multiscale_cams(model, images: torch.Tensor, scales, flip: bool, compute: di
         batch = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
         with autocast(compute, images.device):
             cams = model(batch)["cams"]
-        cams = F.relu(cams.float())
+        cams = F.relu(cams.float() if classes is None else cams[:, classes].float())
         if flip:
             cams = cams[: len(images)] + cams[len(images):].flip(-1)
         cams = F.interpolate(cams, size=(height, width), mode="bilinear", align_corners=False)
@@ -79,12 +82,14 @@ def extract_cams(model_path: str | Path, dataset: str | Path | VOCLayout, split:
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_inference,
                         num_workers=settings["compute"]["loader_workers"], pin_memory=device.type == "cuda")
     log.info("CAMs of shard %d/%d: %d images of split %s on %s", shard, num_shards, len(names), split, device)
-    with CamWriter(out_path, expected_names=names) as writer:
+    with CamWriter(out_path, expected_names=names) as store, BackgroundWriter(store) as writer:
         for images, batch_names in progress(loader, desc=f"CAM shard {shard}", total=len(batches)):
+            batch_classes = sorted({tag for name in batch_names for tag in tags[name]})  # the batch's tags only
             cams = multiscale_cams(model, images.to(device, non_blocking=True), cam_settings["scales"],
-                                   cam_settings["flip"], settings["compute"])
+                                   cam_settings["flip"], settings["compute"], batch_classes)
             for cam, name in zip(cams, batch_names):
                 image_tags = tags[name]
-                selected = normalise_per_class(cam[image_tags]) if image_tags else cam[:0]
+                channels = [batch_classes.index(tag) for tag in image_tags]
+                selected = normalise_per_class(cam[channels]) if image_tags else cam[:0]
                 writer.write(name, selected.cpu().numpy(), image_tags)
     return len(names)

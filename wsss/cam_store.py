@@ -81,6 +81,45 @@ class CamWriter:
         self.abort() if exc_type else self.close()
 
 
+class BackgroundWriter:
+    """Writes into a CamWriter from a thread, so that compressing one batch's maps overlaps computing the next.
+
+    `write` queues (at most `depth` images wait); leaving the context waits for every queued image and
+    raises the first error the thread met (the CamWriter is then aborted by its own context)."""
+
+    def __init__(self, writer: CamWriter, depth: int = 64):
+        import queue
+        import threading
+
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="cam-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write(*item)
+                except BaseException as error:  # noqa: BLE001  (handed to the main thread)
+                    self.error = error
+
+    def write(self, name: str, cams: np.ndarray, tags: list[int]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((name, cams, tags))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_type is None:
+            raise self.error
+
+
 def read_cams(path: str | Path, name: str) -> tuple[np.ndarray, list[int]]:
     """(K, H, W) float32 CAMs and the K tags of one image."""
     with open_hdf5(path) as handle:

@@ -163,14 +163,14 @@ def image_sizes(layout: VOCLayout, names: list[str]) -> list[tuple[int, int]]:
 
 
 def size_grouped_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
-    """Batches of consecutive indices whose images share one size, so they stack without padding."""
-    batches: list[list[int]] = []
+    """Batches of indices whose images share one size, so they stack without padding: each size's indices in
+    order, cut into batches of `batch_size`, sizes in the order they first appear. Images of mixed sizes (VOC)
+    still fill whole batches, not only runs of neighbours that happen to match."""
+    by_size: dict[tuple[int, int], list[int]] = {}
     for index, size in enumerate(sizes):
-        if batches and len(batches[-1]) < batch_size and sizes[batches[-1][0]] == size:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
+        by_size.setdefault(size, []).append(index)
+    return [indices[start:start + batch_size] for indices in by_size.values()
+            for start in range(0, len(indices), batch_size)]
 
 
 def collate_inference(batch):
