@@ -143,6 +143,10 @@ def test_segmentation_trains_resumes_identically_and_predicts(tiny_dataset, tmp_
     assert prediction.shape == (64, 64) and prediction.max() < len(layout.class_names)
     metrics = evaluate_label_maps(paths, tiny_dataset, "val", "segmentation")
     assert 0.0 <= metrics["miou"] <= 1.0
+    # with the CRF: the same predictions whether one process or a pool of two CRF them
+    one = predict(tmp_path / "full.pt", tiny_dataset, "val", settings, tmp_path / "crf1", settings["crf"])
+    pool = predict(tmp_path / "full.pt", tiny_dataset, "val", settings, tmp_path / "crf2", settings["crf"], workers=2)
+    assert all(np.array_equal(read_label_png(one[name]), read_label_png(pool[name])) for name in one)
 
 
 def test_frozen_batchnorm_keeps_its_statistics_and_parameters(tiny_dataset, tmp_path):

@@ -3,6 +3,9 @@ evaluation server's archive of a test split's predictions."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +30,31 @@ def load_deeplab(model_path: str | Path, device: torch.device) -> DeepLabV2:
     return load_trained_model(model_path, device, build_deeplab)
 
 
+_LABELLER: dict = {}
+
+
+def _setup_labeller(layout: VOCLayout, crf_settings: dict | None, out_dir: Path) -> None:
+    _LABELLER.update(layout=layout, crf=crf_settings, out_dir=out_dir)
+
+
+def _write_label(name: str, probability: np.ndarray) -> str:
+    """The prediction of one image from its class probabilities (CRF post-processed when set), as a PNG."""
+    if _LABELLER["crf"] is not None:
+        from .crf import dense_crf
+
+        probability = dense_crf(_LABELLER["layout"].read_image(name), probability, _LABELLER["crf"])
+    write_label_png(_LABELLER["out_dir"] / f"{name}.png", probability.argmax(0).astype(np.uint8), atomic=False)
+    return name
+
+
 @torch.no_grad()
 def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str, settings: dict, out_dir: str | Path,
-            crf_settings: dict | None = None, batch_size: int = 8) -> dict[str, Path]:
+            crf_settings: dict | None = None, batch_size: int = 8, workers: int = 1) -> dict[str, Path]:
     """Write a palette PNG prediction for every image of a split into `out_dir` (which appears whole);
-    flip-averaged, with CRF post-processing when `crf_settings` are given."""
-    from .crf import dense_crf
+    flip-averaged, with CRF post-processing when `crf_settings` are given.
 
+    With `workers` > 1 and the CRF on, the CRF runs in that many processes while the network predicts the next
+    batches (at most 2 x workers images wait, so memory stays bounded)."""
     device = select_device(settings["compute"]["device"])
     layout = open_layout(dataset)
     names = layout.names(split)
@@ -41,9 +62,10 @@ def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str,
     model = load_deeplab(model_path, device).to(memory_format=memory_format(compute))
     batches = size_grouped_batches(image_sizes(layout, names), batch_size)
     loader = DataLoader(InferenceDataset(layout, names), batch_sampler=batches, collate_fn=collate_inference,
-                        num_workers=settings["compute"]["loader_workers"])
+                        num_workers=settings["compute"]["loader_workers"], pin_memory=device.type == "cuda")
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as temporary:
+    with atomic_directory(out_dir) as temporary, labeller_pool(layout, crf_settings, temporary, workers) as pool:
+        waiting: collections.deque = collections.deque()
         for images, batch_names in progress(loader, desc=f"predicting {split}", total=len(batches)):
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
             with autocast(compute, device):
@@ -51,10 +73,28 @@ def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str,
             probabilities = F.softmax(F.interpolate(logits, size=images.shape[2:], mode="bilinear",
                                                     align_corners=False), dim=1).cpu().numpy()
             for probability, name in zip(probabilities, batch_names):
-                if crf_settings is not None:
-                    probability = dense_crf(layout.read_image(name), probability, crf_settings)
-                write_label_png(temporary / f"{name}.png", probability.argmax(0).astype(np.uint8), atomic=False)
+                if pool is None:
+                    _write_label(name, probability)
+                    continue
+                waiting.append(pool.apply_async(_write_label, (name, probability)))
+                while len(waiting) > 2 * workers:
+                    waiting.popleft().get()
+        for result in waiting:
+            result.get()
     return {name: out_dir / f"{name}.png" for name in names}
+
+
+@contextlib.contextmanager
+def labeller_pool(layout: VOCLayout, crf_settings: dict | None, out_dir: Path, workers: int):
+    """A pool of `workers` processes that CRF and write predictions; None (this process does it) without a CRF or
+    with one worker."""
+    _setup_labeller(layout, crf_settings, out_dir)
+    if crf_settings is None or workers <= 1:
+        yield None
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_setup_labeller,
+                                                  initargs=(layout, crf_settings, out_dir)) as pool:
+        yield pool
 
 
 SERVER_FOLDER = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"  # the VOC server's layout

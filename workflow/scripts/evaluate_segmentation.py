@@ -21,7 +21,7 @@ parser.add_argument("--figure", required=True, help="output: predictions beside 
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 layout = open_layout(args.dataset, args.manifest)
 crf = settings["crf"] if settings["segmentation"]["eval_crf"] else None
-paths = predict(args.model, layout, args.split, settings, args.predictions, crf)
+paths = predict(args.model, layout, args.split, settings, args.predictions, crf, workers=max(1, args.threads))
 metrics = evaluate_label_maps(paths, layout, args.split, "segmentation")
 metrics["crf_post_processing"] = crf is not None
 write_json(args.out, {**metrics, "run": run_record()})

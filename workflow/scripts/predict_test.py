@@ -21,7 +21,7 @@ parser.add_argument("--figure", required=True, help="output: a few predictions b
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 crf = settings["crf"] if settings["segmentation"]["eval_crf"] else None
 layout = open_layout(args.dataset, args.manifest)
-predict(args.model, layout, args.split, settings, args.predictions, crf)
+predict(args.model, layout, args.split, settings, args.predictions, crf, workers=max(1, args.threads))
 names = layout.names(args.split)[:6]
 label_grid(layout, {"prediction": {name: Path(args.predictions) / f"{name}.png" for name in names}}, names,
            args.figure, truth=False)
