@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from .cam_store import CamWriter, cam_names, read_cams
 from .data.datasets import ClassificationDataset
@@ -15,9 +16,23 @@ from .models.classifier import CAMClassifier
 from .runtime import autocast, memory_format
 
 
+class PlainImages(torch.utils.data.Dataset):
+    """The un-augmented (square-resized) training images of a ClassificationDataset, for a DataLoader."""
+
+    def __init__(self, dataset: ClassificationDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.dataset.plain_image(index)
+
+
 @torch.no_grad()
 def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumulated: dict[str, np.ndarray],
-                    threshold: float, batch_size: int, device: torch.device, compute: dict | None = None) -> None:
+                    threshold: float, batch_size: int, device: torch.device, compute: dict | None = None,
+                    loader_workers: int = 0) -> None:
     """Online attention accumulation (OAA): max-merge this epoch's CAMs into `accumulated`.
 
     Per (image, tag), the ReLU'd CAM normalised to [0, 1] is merged when sigmoid(score) >= threshold.
@@ -26,9 +41,11 @@ def accumulate_cams(model: CAMClassifier, dataset: ClassificationDataset, accumu
     """
     was_training = model.training
     model.eval()
-    for start in range(0, len(dataset), batch_size):
-        indices = list(range(start, min(start + batch_size, len(dataset))))
-        images = torch.stack([dataset.plain_image(index) for index in indices]).to(device)
+    loader = DataLoader(PlainImages(dataset), batch_size=batch_size, num_workers=loader_workers,
+                        pin_memory=device.type == "cuda")
+    for start, images in zip(range(0, len(dataset), batch_size), loader):
+        indices = list(range(start, start + len(images)))
+        images = images.to(device, non_blocking=True)
         with autocast(compute or {}, device):
             out = model(images.contiguous(memory_format=memory_format(compute or {})))
         cams = F.relu(out["cams"].float()).cpu().numpy()

@@ -68,7 +68,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
     for step, (batch_images, targets, sample_seeds) in enumerate(progress(loader, desc=f"classifier epoch {epoch}",
                                                                           leave=False)):
         batch_images = batch_images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
-        targets = targets.to(device, non_blocking=True)
+        host_targets, targets = targets, targets.to(device, non_blocking=True)
         with autocast(compute, device):
             out = network(batch_images)
         loss = F.multilabel_soft_margin_loss(out["logits"].float(), targets)
@@ -76,7 +76,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
             loss = loss + rca["coarse_weight"] * F.multilabel_soft_margin_loss(out["coarse_logits"].float(), targets)
         contrast = None
         if model.bank is not None:
-            contrast = rca_step(model, out, targets, sample_seeds, rca, epoch)
+            contrast = rca_step(model, out, host_targets, sample_seeds, rca, epoch)
             if contrast is not None:
                 loss = loss + rca["contrast_weight"] * contrast
         optimizer.zero_grad(set_to_none=True)
@@ -200,7 +200,7 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
             continue  # rank 0 writes: the ranks hold identical weights and banks
         if accumulating:
             accumulate_cams(model, dataset, accumulated, train_settings["accumulate_threshold"],
-                            train_settings["batch_size"], device, compute)
+                            train_settings["batch_size"], device, compute, settings["compute"]["loader_workers"])
             write_accumulated(accumulated, dataset.tags, accumulated_checkpoint)  # before last.pt: kept in step
         save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},

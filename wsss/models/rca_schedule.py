@@ -19,16 +19,19 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
 
     Regions are the tagged (image, class) pairs; those whose class score is confident enough enter
     the bank after the loss is computed, all-gathered so every rank applies the same updates, in the
-    order one process would.
+    order one process would. `targets` and `sample_seeds` are read on the host, as the loader gives them:
+    the regions' indices, image count and mixup seeds then cost no wait for the GPU.
     """
+    device = out["embeddings"].device
+    host_images, host_classes = targets.cpu().nonzero(as_tuple=True)
+    images, classes = host_images.to(device, non_blocking=True), host_classes.to(device, non_blocking=True)
     # in float32 whatever the forward's precision: the regions enter the bank and the contrast (float32 both)
     regions = region_embeddings(out["embeddings"].float(), out["coarse_cams"].float())  # (B, C, D)
-    images, classes = targets.nonzero(as_tuple=True)
     tagged = select_rows(regions.flatten(0, 1), images * regions.shape[1] + classes)  # regions[images, classes]
     contrast = None
     if model.uses_contrast and epoch >= rca["contrast_start_epoch"]:
-        num_images = all_reduce_sum(float(len(torch.unique(images))), targets.device)
-        region_seeds = [(int(sample_seeds[i]), int(c), epoch) for i, c in zip(images.tolist(), classes.tolist())]
+        num_images = all_reduce_sum(float(len(torch.unique(host_images))), device)
+        region_seeds = [(int(sample_seeds[i]), c, epoch) for i, c in zip(host_images.tolist(), host_classes.tolist())]
         contrast = semantic_contrast_loss(tagged, classes, images, model.bank, rca["temperature"], rca["mixup_beta"],
                                           region_seeds, num_images=num_images)
         contrast = contrast * world_size()  # DDP averages gradients over ranks; undo it for a global mean
