@@ -197,3 +197,16 @@ def test_resizing_only_the_tagged_channels_gives_the_same_maps():
     every = multiscale_cams(model, images, [1.0, 0.5, 1.5], True)
     tagged = multiscale_cams(model, images, [1.0, 0.5, 1.5], True, classes=[4, 1])
     assert torch.equal(tagged, every[:, [4, 1]])
+
+
+def test_one_loader_with_persistent_workers_serves_each_pass_its_own_batches(tiny_dataset):
+    from wsss.data.datasets import ClassificationDataset, pass_loader, seeded_batches
+
+    dataset = ClassificationDataset(VOCLayout(tiny_dataset), "train", 32)
+    loader, batches = pass_loader(dataset, workers=2, pin_memory=False)
+    seen = []
+    for data_pass in range(2):
+        batches.batches = seeded_batches(len(dataset), 4, data_pass)[:3]
+        seen.append([seeds.tolist() for _, _, seeds in loader])
+        assert seen[-1] == [[seed for _, seed in batch] for batch in batches.batches]  # this pass's, in order
+    assert seen[0] != seen[1] and loader._iterator is not None  # the same workers, kept between passes

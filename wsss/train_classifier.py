@@ -13,14 +13,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from .artifacts import save_torch, write_json
 from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
 from .cli import run_record
 from .code_version import code_version
 from .config import derive_seed, result_compute
-from .data.datasets import ClassificationDataset, seeded_batches
+from .data.datasets import ClassificationDataset, pass_loader, seeded_batches
 from .data.voc import VOCLayout, open_layout
 from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
 from .guards import FiniteGuard
@@ -171,12 +170,12 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     guard = FiniteGuard(f"classifier training ({experiment})", str(checkpoint_path))
     if model.uses_aggregation:
         needed = regions_needed(dataset.tags, layout.num_foreground, train_settings["rca"])
+    loader, pass_batches = pass_loader(dataset, settings["compute"]["loader_workers"], device.type == "cuda")
     for epoch in range(start_epoch, train_settings["epochs"]):
         batches = seeded_batches(len(dataset), train_settings["batch_size"],
                                  derive_seed(seed, "classifier", epoch))
-        batches = [batch[rank()::world_size()] for batch in batches]  # this rank's share of each global batch
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=settings["compute"]["loader_workers"],
-                            pin_memory=device.type == "cuda")
+        # this rank's share of each global batch
+        pass_batches.batches = [batch[rank()::world_size()] for batch in batches]
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(epoch, train_settings)
         aggregating = False

@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from .artifacts import file_sha256, save_torch, write_json
 from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
 from .cli import run_record
 from .code_version import code_version
 from .config import derive_seed, result_compute
-from .data.datasets import SegmentationDataset, seeded_batches
+from .data.datasets import SegmentationDataset, pass_loader, seeded_batches
 from .data.voc import IGNORE_INDEX, VOCLayout, open_layout
 from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
 from .guards import FiniteGuard
@@ -65,10 +64,10 @@ def batches_from(dataset, settings: dict, seed: int, start_iteration: int, loade
     per_pass = len(dataset) // batch_size
     data_pass, skip = divmod(start_iteration, per_pass)
     iteration = start_iteration
+    loader, pass_batches = pass_loader(dataset, loader_workers, pin_memory)
     while True:
         batches = seeded_batches(len(dataset), batch_size, derive_seed(seed, "segmentation", data_pass))
-        batches = [batch[rank()::world_size()] for batch in batches[skip:]]
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=loader_workers, pin_memory=pin_memory)
+        pass_batches.batches = [batch[rank()::world_size()] for batch in batches[skip:]]
         for batch in loader:
             yield iteration, batch
             iteration += 1

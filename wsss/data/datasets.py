@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import ColorJitter
 
 from .voc import IGNORE_INDEX, VOCLayout, read_label_png
@@ -57,6 +57,27 @@ def random_scale_crop(image: torch.Tensor, label: torch.Tensor | None, size: int
         image = image.flip(-1)
         label = label.flip(-1) if label is not None else None
     return image, label
+
+
+class PassBatches(torch.utils.data.Sampler):
+    """A batch sampler whose batches are set before each pass over the data, so that one DataLoader, and its
+    persistent worker processes, serve every pass (a DataLoader per pass would start its workers again)."""
+
+    def __init__(self):
+        self.batches: list[list] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def pass_loader(dataset, workers: int, pin_memory: bool) -> tuple[DataLoader, PassBatches]:
+    """A DataLoader over `dataset` whose batches each pass takes from the returned PassBatches."""
+    batches = PassBatches()
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0), batches
 
 
 def seeded_batches(num_items: int, batch_size: int, seed: int) -> list[list[tuple[int, int]]]:
