@@ -61,6 +61,14 @@ def test_the_tuning_and_test_splits_must_be_held_out(dataset, key):
         validate_config(config)
 
 
+def test_bg_power_val_is_refused_with_saliency_maps_which_cover_the_training_images_only():
+    config = minimal()
+    config["experiments"] = {"cam": {}, "eps": {"pseudo_labels": {"mode": "saliency", "bg_power": "val"}}}
+    config = validate_config(config)
+    with pytest.raises(ConfigError, match=r"experiment 'eps': pseudo_labels\.bg_power 'val' .* mode 'crf'"):
+        resolve_experiment(config, "eps")
+
+
 def test_bg_power_is_a_number_or_val():
     for value in (2, "val"):
         config = minimal()
@@ -113,7 +121,8 @@ def test_stage_scripts_take_json_settings_or_a_config_file(tmp_path):
     _, from_file = parse_stage_args(parser, argv=["--config", str(config_path)])
     text = rule_settings(load_config(config_path), "cam", "cam")
     # what changes numbers reruns a rule (threads included); the loader workers do not
-    assert json.loads(text)["compute"] == {"device": "auto", "threads": 1, "deterministic": True}
+    assert json.loads(text)["compute"] == {"device": "auto", "threads": 1, "deterministic": True, "precision": "fp32",
+                                           "channels_last": False}
     _, from_json = parse_stage_args(stage_parser("test", ("cam",)), argv=["--settings", text])
     assert from_json["cam"] == from_file["cam"] and from_json["seed"] == from_file["seed"]
     assert from_json["compute"]["loader_workers"] == 4  # schema default when --compute does not give it

@@ -208,7 +208,8 @@ def loopback_config(workdir, server_url, archives, name="vocloop", experiments=(
     """config/tiny.yaml on the archives served at `server_url`. VOC: train_aug, scored on train, val, test,
     saliency-guided pseudo labels (the EPS/OAA mode, from the served maps); COCO: train, val."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["pseudo_labels"] = {**config["pseudo_labels"], "mode": "saliency" if source == "voc2012" else "crf"}
+    config["pseudo_labels"] = {**config["pseudo_labels"], **({"mode": "saliency", "bg_power": 4} if source == "voc2012"
+                                                               else {"mode": "crf"})}
     if source == "voc2012":
         config["dataset"] = {"name": name, "source": source, "root": f"resources/{name}", "train_split": "train_aug",
                              "score_split": "train", "val_split": "val", "test_split": "test",

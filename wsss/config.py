@@ -128,6 +128,11 @@ def _check_split_roles(config: dict, source: str) -> None:
                           f"split: the test split is held out from training and tuning")
     if dataset["test_labelled"] and dataset["test_split"] is None:
         raise ConfigError(f"{source}: dataset.test_labelled is true but dataset.test_split is null")
+    labels = config["pseudo_labels"]
+    if labels["mode"] == "saliency" and labels["bg_power"] == "val":
+        raise ConfigError(f"{source}: pseudo_labels.bg_power 'val' is chosen on the val split's pseudo labels, made "
+                          f"as in mode 'crf'; saliency maps cover the training images only: give a number with "
+                          f"mode 'saliency'")
 
 
 def section_defaults(section: str) -> dict:
