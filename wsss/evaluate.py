@@ -33,6 +33,11 @@ def seed_sweep(cams_path: str | Path, dataset: str | Path | VOCLayout, split: st
     return names, confusions
 
 
+def sweep_points(thresholds: list[float], confusions: np.ndarray, class_names) -> list[dict]:
+    """[{"threshold", "miou"}] of a seed sweep (`seed_sweep`'s confusion matrices)."""
+    return [{"threshold": t, "miou": summarise(c, class_names)["miou"]} for t, c in zip(thresholds, confusions)]
+
+
 def evaluate_cams(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str, thresholds: list[float],
                   threshold: float | None = None, chosen_on: str | None = None) -> dict:
     """mIoU of CAM seeds at every background threshold. The row's metrics are those at `threshold` (chosen
@@ -41,7 +46,7 @@ def evaluate_cams(cams_path: str | Path, dataset: str | Path | VOCLayout, split:
     layout = open_layout(dataset)
     thresholds = sorted(set(thresholds) | ({threshold} if threshold is not None else set()))
     names, confusions = seed_sweep(cams_path, layout, split, thresholds)
-    sweep = [{"threshold": t, "miou": summarise(c, layout.class_names)["miou"]} for t, c in zip(thresholds, confusions)]
+    sweep = sweep_points(thresholds, confusions, layout.class_names)
     oracle = max(range(len(thresholds)), key=lambda i: sweep[i]["miou"])
     chosen = oracle if threshold is None else thresholds.index(threshold)
     return {"stage": "cam", "split": split, "num_images": len(names), "threshold": thresholds[chosen],

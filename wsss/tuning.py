@@ -18,7 +18,7 @@ import numpy as np
 
 from .cam_store import open_hdf5, read_cam_entry
 from .data.voc import VOCLayout, open_layout
-from .evaluate import seed_sweep
+from .evaluate import seed_sweep, sweep_points
 from .metrics import confusion_matrix, summarise
 from .pseudo_labels import pseudo_label
 from .runtime import map_images
@@ -68,8 +68,7 @@ def tune_background(cams_path: str | Path, dataset: str | Path | VOCLayout, spli
     layout = open_layout(dataset)
     thresholds = settings["cam"]["bg_thresholds"]
     names, confusions = seed_sweep(cams_path, layout, split, thresholds)
-    threshold_sweep = [{"threshold": t, "miou": summarise(c, layout.class_names)["miou"]}
-                       for t, c in zip(thresholds, confusions)]
+    threshold_sweep = sweep_points(thresholds, confusions, layout.class_names)
     labels = settings["pseudo_labels"]
     power_sweep = []
     if labels["bg_power"] == "val":
