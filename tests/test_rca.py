@@ -322,3 +322,50 @@ def test_training_never_aggregates_an_empty_bank(tiny_dataset, tmp_path):
     assert [record["aggregation"] for record in result["history"]] == [False, False, False]
     assert not bool(result["model"].aggregation.ready)
     assert not result["model"].bank.filled.any()
+
+
+def grads_after_one_step(rca_overrides: dict, epoch: int, aggregation_ready: bool):
+    """One single-process training step; the model, its settings and the names of the parameters left
+    without a gradient."""
+    from wsss.guards import FiniteGuard
+    from wsss.models.classifier import build_classifier
+    from wsss.models.rca_schedule import refresh_centroids
+    from wsss.train_classifier import train_one_epoch
+
+    settings = tiny_settings(classifier={"rca": {"embed_dim": 8, "bank_size": 4, "clusters": 2,
+                                                 "bank_confidence": 0.0, **rca_overrides}})["classifier"]
+    torch.manual_seed(0)
+    model = build_classifier(settings, 3).train()
+    if model.bank is not None:
+        model.bank.update(F.normalize(torch.randn(6, 8), dim=1), torch.tensor([0, 0, 1, 1, 2, 2]))
+    if aggregation_ready:
+        refresh_centroids(model, settings["rca"], 0)
+    loader = [(torch.rand(3, 3, 32, 32), torch.tensor([[1.0, 0, 0], [0, 1, 1], [0, 0, 1]]), torch.arange(3))]
+    train_one_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.0), torch.device("cpu"), epoch,
+                    settings, FiniteGuard("test"))
+    return model, settings, {name for name, p in model.named_parameters() if p.grad is None}
+
+
+@pytest.mark.parametrize("rca_overrides, epoch, ready, expected_idle", [
+    ({"contrast": True, "aggregation": True}, 0, False, {"aggregation.project", "projection"}),
+    ({"contrast": True, "aggregation": True}, 1, False, {"aggregation.project"}),
+    ({"contrast": True, "aggregation": True}, 1, True, set()),
+    ({"contrast": False, "aggregation": True}, 1, False, {"aggregation.project", "projection"}),
+    ({"contrast": False, "aggregation": True}, 1, True, set()),
+    ({"contrast": False, "aggregation": True, "aggregation_variant": "public"}, 1, False,
+     {"aggregation.project", "aggregation.query", "aggregation.key", "aggregation.value", "projection"}),
+    ({"contrast": True, "aggregation": False}, 0, False, {"projection"}),
+    ({"contrast": True, "aggregation": False}, 1, False, set()),
+])
+def test_the_parameters_said_to_sit_out_an_epoch_are_exactly_those_its_loss_does_not_reach(
+        rca_overrides, epoch, ready, expected_idle):
+    """Under DDP these get zero gradients instead of a per-step search for unused parameters: one missed
+    would hang or fail DDP's reduction, one too many would be held still while it should learn."""
+    from wsss.models.rca_schedule import idle_parameters
+
+    model, settings, without_gradient = grads_after_one_step(rca_overrides, epoch, ready)
+    names = {id(p): name for name, p in model.named_parameters()}
+    said_idle = {names[id(p)] for p in idle_parameters(model, epoch, settings["rca"])}
+    assert said_idle == without_gradient
+    idle_modules = {prefix for prefix in expected_idle for name in said_idle if name.startswith(prefix + ".")}
+    assert idle_modules == expected_idle and all(name.startswith(tuple(expected_idle)) for name in said_idle)

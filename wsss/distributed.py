@@ -42,13 +42,13 @@ def init_from_environment() -> bool:
     return True
 
 
-def wrap_distributed(model: torch.nn.Module, device: torch.device, find_unused_parameters: bool = False,
-                     sync_batchnorm: bool = True):
+def wrap_distributed(model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = True):
     """DistributedDataParallel around `model`; trained BatchNorm synchronised across GPUs (on the CPU, where
     SyncBatchNorm does not run, each process keeps its own statistics).
 
-    `find_unused_parameters`: for a network with layers that sit out some steps (RCA's aggregation
-    before the first k-means); it costs a graph traversal per step, so only when needed.
+    Every parameter must receive a gradient in every step (no search for unused ones, which costs a graph
+    traversal per step): a trainer whose layers sit out some steps gives them zero gradients
+    (`rca_schedule.idle_parameters`).
 
     Buffers are not broadcast from rank 0 before every forward: RCA's bank (20 x 500 x 512 on VOC) is kept equal
     on every rank by its all-gathered updates, SyncBatchNorm's running statistics are equal on every GPU, and only
@@ -59,7 +59,7 @@ def wrap_distributed(model: torch.nn.Module, device: torch.device, find_unused_p
     if sync_batchnorm and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   find_unused_parameters=find_unused_parameters, broadcast_buffers=False)
+                                   broadcast_buffers=False)
 
 
 def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from .data.voc import VOCLayout, open_layout
 from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
 from .guards import FiniteGuard
 from .models.classifier import CAMClassifier, build_classifier
-from .models.rca_schedule import aggregation_ready, rca_step, refresh_centroids, regions_needed
+from .models.rca_schedule import aggregation_ready, idle_parameters, rca_step, refresh_centroids, regions_needed
 from .oaa import accumulate_cams, read_accumulated, write_accumulated
 from .runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
 
@@ -62,6 +62,9 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
     compute = compute or {}
     scaler = scaler or grad_scaler(compute, device)
     rca = settings["rca"]
+    # DDP expects a gradient for every parameter in every step: those that sit out this epoch get a zero one
+    # through the loss, which is then dropped after the reduction, so the optimizer skips them as in one process
+    idle = idle_parameters(model, epoch, rca) if network is not model else []
     total_loss = total_contrast = 0.0
     correct = seen_tags = images = 0
     for step, (batch_images, targets, sample_seeds) in enumerate(progress(loader, desc=f"classifier epoch {epoch}",
@@ -78,8 +81,12 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
             contrast = rca_step(model, out, host_targets, sample_seeds, rca, epoch)
             if contrast is not None:
                 loss = loss + rca["contrast_weight"] * contrast
+        if idle:
+            loss = loss + 0.0 * sum(parameter.sum() for parameter in idle)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        for parameter in idle:
+            parameter.grad = None
         scaler.unscale_(optimizer)
         loss_value = guard.check(loss, model.parameters(), f"epoch {epoch} step {step}",
                                  gradient_overflow_allowed=scaler.is_enabled())
@@ -141,8 +148,7 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
                                                                            memory_format=memory_format(compute))
     optimizer = make_optimizer(model, train_settings)
     scaler = grad_scaler(compute, device)
-    network = wrap_distributed(model, device, find_unused_parameters=model.uses_aggregation) if distributed \
-        else model
+    network = wrap_distributed(model, device) if distributed else model
 
     accumulating = train_settings["accumulate_cams"]
     if accumulating and accumulated_path is None:

@@ -1,6 +1,6 @@
 """RCA's training schedule, step by step: the contrast loss and bank update of each batch (`rca_step`), when the
 aggregation may start (`regions_needed`, `aggregation_ready`), and the k-means centroids it uses
-(`refresh_centroids`). The modules themselves are in `rca.py`; the training loop is `wsss/train_classifier.py`."""
+(`refresh_centroids`), and which parameters sit out an epoch (`idle_parameters`). The modules themselves are in `rca.py`; the training loop is `wsss/train_classifier.py`."""
 
 from __future__ import annotations
 
@@ -78,3 +78,21 @@ def refresh_centroids(model: CAMClassifier, rca: dict, seed: int) -> None:
         else:
             centroids.append(kmeans(points, rca["clusters"], rca["kmeans_iterations"], generator))
     model.aggregation.set_centroids(torch.cat(centroids).to(model.bank.entries.device))
+
+
+def idle_parameters(model: CAMClassifier, epoch: int, rca: dict) -> list[torch.nn.Parameter]:
+    """The parameters that cannot reach this epoch's loss.
+
+    Before its first k-means the aggregation adds zeros (its projection, and the public variant's query, key
+    and value, sit out; the fuse layer does not); the projection head feeds only the contrast and the
+    aggregation, so it sits out while neither runs. Under DDP each of these parameters is given a zero
+    gradient (see `train_one_epoch`), so that DDP need not search the graph for unused parameters every step.
+    """
+    aggregating = model.aggregation is not None and bool(model.aggregation.ready)
+    idle = []
+    if model.aggregation is not None and not aggregating:
+        idle += [parameter for name, parameter in model.aggregation.named_parameters() if not name.startswith("fuse.")]
+    contrasting = model.uses_contrast and epoch >= rca["contrast_start_epoch"]
+    if model.projection is not None and not (contrasting or aggregating):
+        idle += list(model.projection.parameters())
+    return idle
