@@ -14,7 +14,10 @@ minutes on 2 cores. Figures:
   and batches in bf16;
 - dense-CRF images/s on one core and on every core (a pool of processes), and the all-core rate over
   cores x the one-core rate;
-- the CAM store: bytes per image of float16 gzip HDF5 against float32 `.npy`, and the time to read them all.
+- DeepLab-v2 prediction images/s (flip-averaged, as `wsss/inference.py: predict`), fp32 and bf16;
+- the CAM store: bytes per image of float16 gzip HDF5 against float32 `.npy`, and the time to read them all;
+- with the VOC sizes, the projected time of a whole VOC `rca` run on this machine, stage by stage, from the
+  rates above (`project_voc_run`).
 
 Synthetic inputs (random images; smooth maps for the CRF and the store): the figures measure the
 computation, not data loading. Prints a table; asserts nothing.
@@ -34,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from wsss.cam import multiscale_cams, normalise_per_class  # noqa: E402
 from wsss.cam_store import CamWriter, open_hdf5, read_cam_entry  # noqa: E402
@@ -43,7 +47,7 @@ from wsss.guards import FiniteGuard  # noqa: E402
 from wsss.models.classifier import build_classifier  # noqa: E402
 from wsss.models.deeplab import build_deeplab  # noqa: E402
 from wsss.models.rca_schedule import refresh_centroids  # noqa: E402
-from wsss.runtime import grad_scaler, memory_format  # noqa: E402
+from wsss.runtime import autocast, grad_scaler, memory_format  # noqa: E402
 from wsss.train_classifier import make_optimizer as classifier_optimizer  # noqa: E402
 from wsss.train_classifier import train_one_epoch  # noqa: E402
 from wsss.train_segmentation import make_optimizer as deeplab_optimizer  # noqa: E402
@@ -139,6 +143,42 @@ def cam_rates(settings: dict, device: torch.device) -> dict[str, float]:
                                       (f"batches of {batch}, bf16", batch, {"precision": "bf16"})):
         rates[name] = count / timed(lambda: extract(batch_size, compute), 1)
     return rates
+
+
+def deeplab_prediction_rates(settings: dict, device: torch.device) -> dict[str, float]:
+    """Images/s of DeepLab-v2's flip-averaged prediction of full images (batches of 8, fp32 and bf16)."""
+    torch.manual_seed(0)
+    model = build_deeplab(settings["segmentation"], settings["num_classes"] + 1).to(device).eval()
+    height, width = settings["image_size"]
+    images = torch.rand(8, 3, height, width, device=device)
+
+    def predict(compute: dict) -> None:
+        with torch.no_grad(), autocast(compute, device):
+            logits = model(images).float() + model(images.flip(-1)).float().flip(-1)
+            F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False).softmax(1).cpu()
+
+    return {name: len(images) / timed(lambda: predict(compute), 1)
+            for name, compute in (("fp32", {}), ("bf16", {"precision": "bf16"}))}
+
+
+# PASCAL VOC 2012 with SBD: the images each stage of a VOC run sees (config/voc2012.yaml)
+VOC_IMAGES = {"train_aug": 10582, "val": 1449}
+
+
+def project_voc_run(figures: dict, settings: dict) -> dict[str, float]:
+    """Seconds each stage of a whole VOC `rca` run would take at the measured rates, each at its fastest
+    measured variant: the classifier's epochs over train_aug, its CAMs, CRF pseudo labels on every core
+    (`pseudo_labels.mode: crf`; the saliency mode costs less), the val CAMs for the background threshold,
+    DeepLab-v2's iterations, and its val prediction with CRF post-processing on every core."""
+    fastest = {section: max(value for value in figures[section].values()) for section in
+               ("classifier training (RCA)", "DeepLab-v2 training", "CAM extraction", "DeepLab-v2 prediction")}
+    crf = max(value for key, value in figures["dense CRF"].items() if key != "efficiency")
+    train, val = VOC_IMAGES["train_aug"], VOC_IMAGES["val"]
+    return {"classifier": settings["classifier"]["epochs"] * train / fastest["classifier training (RCA)"],
+            "CAMs (train_aug, val)": (train + val) / fastest["CAM extraction"],
+            "CRF pseudo labels": train / crf,
+            "DeepLab-v2": settings["segmentation"]["iterations"] / fastest["DeepLab-v2 training"],
+            "val prediction + CRF": val / fastest["DeepLab-v2 prediction"] + val / crf}
 
 
 def smooth_maps(count: int, channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -239,8 +279,16 @@ def main() -> None:
     report("dense CRF", {key: value for key, value in crf.items() if key != "efficiency"}, "images/s", "1 core")
     print(f"  all cores / (cores x 1 core)  {crf['efficiency']:.2f}")
     figures["dense CRF"]["efficiency"] = crf["efficiency"]
+    report("DeepLab-v2 prediction", deeplab_prediction_rates(settings, device), "images/s", "fp32")
     store = store_figures(settings)
     report("CAM store", store, "", None)
+    if sizes == "voc":
+        projection = project_voc_run(figures, settings)
+        report("projected VOC rca run (fastest variant of each stage)", {**projection, "total": sum(
+            projection.values())}, "s", None)
+        print(f"  total: {sum(projection.values()) / 3600:.2f} h on this machine")
+    else:
+        print("\n(the projected VOC run needs the VOC sizes: --sizes voc)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
 

@@ -26,7 +26,23 @@ def test_every_measurement_gives_finite_positive_figures(monkeypatch):
     figures = [speed.classifier_rate(settings, device, {"precision": "bf16", "channels_last": True}),
                speed.deeplab_rate(settings, device, {"precision": "fp16"}),
                *speed.cam_rates(settings, device).values(), *speed.crf_rates(settings).values(),
+               *speed.deeplab_prediction_rates(settings, device).values(),
                *speed.store_figures(settings).values()]
     assert all(math.isfinite(value) and value > 0 for value in figures), figures
     assert set(speed.recipe("voc")["classifier"]) >= {"input_size", "batch_size", "rca"}
     assert speed.recipe("voc")["classifier"]["input_size"] == 368 and speed.recipe("reduced")["image_size"] == (96, 96)
+
+
+def test_the_voc_projection_divides_each_stage_s_work_by_its_fastest_measured_rate():
+    speed = load_speed()
+    settings = speed.recipe("voc")
+    assert settings["classifier"]["epochs"] == 30 and settings["segmentation"]["iterations"] == 20000
+    figures = {"classifier training (RCA)": {"fp32": 100.0, "bf16": 200.0, "fp32 channels-last": 120.0},
+               "DeepLab-v2 training": {"fp32": 10.0, "bf16": 20.0},
+               "CAM extraction": {"1 image a batch": 10.0, "batches of 8": 40.0},
+               "DeepLab-v2 prediction": {"fp32": 30.0, "bf16": 50.0},
+               "dense CRF": {"1 core": 2.0, "16 cores": 28.0, "efficiency": 0.875}}
+    projection = speed.project_voc_run(figures, settings)
+    assert projection == {"classifier": 30 * 10582 / 200, "CAMs (train_aug, val)": (10582 + 1449) / 40,
+                          "CRF pseudo labels": 10582 / 28, "DeepLab-v2": 20000 / 20,
+                          "val prediction + CRF": 1449 / 50 + 1449 / 28}
