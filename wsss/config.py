@@ -62,6 +62,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     _complete_resources(config)
     _check_ranges(config, source)
     _check_split_roles(config, source)
+    _check_pseudo_labels(config, source)
     _check_archives(config, source)
     if config["pretrain"]["images"] > 0:
         if config["dataset"]["source"] != "synthetic":
@@ -128,6 +129,10 @@ def _check_split_roles(config: dict, source: str) -> None:
                           f"split: the test split is held out from training and tuning")
     if dataset["test_labelled"] and dataset["test_split"] is None:
         raise ConfigError(f"{source}: dataset.test_labelled is true but dataset.test_split is null")
+
+
+def _check_pseudo_labels(config: dict, source: str) -> None:
+    """A background power chosen on val needs pseudo labels that can be made for the val images."""
     labels = config["pseudo_labels"]
     if labels["mode"] == "saliency" and labels["bg_power"] == "val":
         raise ConfigError(f"{source}: pseudo_labels.bg_power 'val' is chosen on the val split's pseudo labels, made "
