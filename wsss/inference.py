@@ -4,8 +4,6 @@ evaluation server's archive of a test split's predictions."""
 from __future__ import annotations
 
 import collections
-import contextlib
-import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from .data.datasets import InferenceDataset, collate_inference, image_sizes, siz
 from .data.voc import VOCLayout, open_layout, write_label_png
 from .models.classifier import CAMClassifier, build_classifier
 from .models.deeplab import DeepLabV2, build_deeplab
-from .runtime import autocast, memory_format, progress, select_device
+from .runtime import autocast, forked_pool, memory_format, progress, select_device
 
 
 def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
@@ -84,17 +82,10 @@ def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str,
     return {name: out_dir / f"{name}.png" for name in names}
 
 
-@contextlib.contextmanager
 def labeller_pool(layout: VOCLayout, crf_settings: dict | None, out_dir: Path, workers: int):
     """A pool of `workers` processes that CRF and write predictions; None (this process does it) without a CRF or
     with one worker."""
-    _setup_labeller(layout, crf_settings, out_dir)
-    if crf_settings is None or workers <= 1:
-        yield None
-        return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_setup_labeller,
-                                                  initargs=(layout, crf_settings, out_dir)) as pool:
-        yield pool
+    return forked_pool(workers if crf_settings is not None else 1, _setup_labeller, (layout, crf_settings, out_dir))
 
 
 SERVER_FOLDER = Path("results") / "VOC2012" / "Segmentation" / "comp6_test_cls"  # the VOC server's layout

@@ -111,18 +111,29 @@ def progress(iterable, **kwargs):
                 file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
+@contextlib.contextmanager
+def forked_pool(workers: int, setup, setup_args: tuple):
+    """A pool of `workers` forked processes, each prepared by setup(*setup_args); with one worker, None, and
+    this process is prepared instead (it does the work itself)."""
+    if workers <= 1:
+        setup(*setup_args)
+        yield None
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers, initializer=setup, initargs=setup_args) as pool:
+        yield pool
+
+
 def map_images(function, names: list[str], setup, setup_args: tuple, workers: int, desc: str, teardown=None):
     """function(name) for every name, with a progress bar: in `workers` forked processes, each prepared by
     setup(*setup_args) (results in any order), or in this process (setup, then teardown when done)."""
-    if workers > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers, initializer=setup, initargs=setup_args) as pool:
+    with forked_pool(workers, setup, setup_args) as pool:
+        if pool is not None:
             yield from progress(pool.imap_unordered(function, names, chunksize=4), total=len(names), desc=desc)
-        return
-    setup(*setup_args)
-    try:
-        yield from (function(name) for name in progress(names, desc=desc))
-    finally:
-        if teardown is not None:
-            teardown()
+            return
+        try:
+            yield from (function(name) for name in progress(names, desc=desc))
+        finally:
+            if teardown is not None:
+                teardown()
