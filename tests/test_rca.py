@@ -249,19 +249,23 @@ def test_accumulated_protocol_trains_resumably_and_gives_image_size_cams(tiny_da
     settings = tiny_settings(classifier={"accumulate_cams": True, "accumulate_threshold": 0.0},
                              cam={"protocol": "accumulated"})
     train_classifier(tiny_dataset, "train", settings, tmp_path / "m.pt", tmp_path / "h.json", tmp_path / "ckpt",
-                     tmp_path / "accumulated.h5")
+                     tmp_path / "accumulated.h5", "val", tmp_path / "accumulated_val.h5")
     assert not (tmp_path / "ckpt").exists()  # a finished run's checkpoints are removed
     with monkeypatch.context() as patch:  # killed after the first epoch, then resumed
         kill_after_first_checkpoint(patch)
         with pytest.raises(Killed):
             train_classifier(tiny_dataset, "train", settings, tmp_path / "r.pt", tmp_path / "r.json", tmp_path / "c3",
-                             tmp_path / "resumed.h5")
-    assert (tmp_path / "c3" / "accumulated.h5").exists()  # the accumulated maps are checkpointed with the model
+                             tmp_path / "resumed.h5", "val", tmp_path / "resumed_val.h5")
+    # the accumulated maps, the val split's too, are checkpointed with the model
+    assert (tmp_path / "c3" / "accumulated.h5").exists() and (tmp_path / "c3" / "accumulated_val.h5").exists()
     train_classifier(tiny_dataset, "train", settings, tmp_path / "r.pt", tmp_path / "r.json", tmp_path / "c3",
-                     tmp_path / "resumed.h5")
-    for key in cam_names(tmp_path / "accumulated.h5"):
-        np.testing.assert_array_equal(read_cams(tmp_path / "resumed.h5", key)[0],
-                                      read_cams(tmp_path / "accumulated.h5", key)[0])
+                     tmp_path / "resumed.h5", "val", tmp_path / "resumed_val.h5")
+    for first, resumed in (("accumulated.h5", "resumed.h5"), ("accumulated_val.h5", "resumed_val.h5")):
+        for key in cam_names(tmp_path / first):
+            np.testing.assert_array_equal(read_cams(tmp_path / resumed, key)[0], read_cams(tmp_path / first, key)[0])
+    val_tags = VOCLayout(tiny_dataset).tags("val")
+    assert sorted(cam_names(tmp_path / "accumulated_val.h5")) == sorted(val_tags)  # every val image, no train image
+    assert all(read_cams(tmp_path / "accumulated_val.h5", name)[1] == tags for name, tags in val_tags.items())
     extract_accumulated_cams(tmp_path / "accumulated.h5", tiny_dataset, "train", tmp_path / "shard.h5", 0, 1)
     layout = VOCLayout(tiny_dataset)
     name = layout.names("train")[0]

@@ -127,10 +127,13 @@ def run_fingerprint(layout: VOCLayout, dataset: ClassificationDataset, settings:
 
 def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict, model_path: str | Path,
                      history_path: str | Path, checkpoint_dir: str | Path,
-                     accumulated_path: str | Path | None = None) -> dict:
+                     accumulated_path: str | Path | None = None, val_split: str | None = None,
+                     accumulated_val_path: str | Path | None = None) -> dict:
     """Train (or resume) the classifier; write the final model and the per-epoch history.
 
-    With `classifier.accumulate_cams`, also the online-accumulated CAMs (to `accumulated_path`).
+    With `classifier.accumulate_cams`, also the online-accumulated CAMs (to `accumulated_path`), and, given
+    `val_split` and `accumulated_val_path`, those of the val images, accumulated after every epoch in the same
+    way (never trained on): the background threshold chosen on val then fits the maps it is applied to.
     """
     train_settings = settings["classifier"]
     seed, experiment = settings["seed"], settings["experiment"]
@@ -153,13 +156,22 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     accumulating = train_settings["accumulate_cams"]
     if accumulating and accumulated_path is None:
         raise ValueError("classifier.accumulate_cams is on: give a path for the accumulated CAMs")
+    if (val_split is None) != (accumulated_val_path is None):
+        raise ValueError("the val split's accumulated CAMs need both val_split and accumulated_val_path")
+    # OAA's maps of the images each pass accumulates: the training split's, and the val split's when asked
+    accumulating_sets = {}
+    if accumulating:
+        accumulating_sets["train"] = (dataset, Path(checkpoint_dir) / "accumulated.h5", accumulated_path)
+        if val_split is not None:
+            val_images = ClassificationDataset(layout, val_split, train_settings["input_size"])
+            accumulating_sets["val"] = (val_images, Path(checkpoint_dir) / "accumulated_val.h5", accumulated_val_path)
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
-    accumulated_checkpoint = Path(checkpoint_dir) / "accumulated.h5"
-    fingerprint = run_fingerprint(layout, dataset, settings, device)
+    fingerprint = {**run_fingerprint(layout, dataset, settings, device), "accumulating": sorted(accumulating_sets)}
     if fingerprint["starting_weights"]:
         log.info("backbone starts from %s (sha256 %s)", train_settings["backbone"]["weights"],
                  fingerprint["starting_weights"])
-    history, start_epoch, accumulated = [], 0, {}
+    history, start_epoch = [], 0
+    accumulated = {role: {} for role in accumulating_sets}
     state = load_checkpoint(checkpoint_path, fingerprint, device)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -167,8 +179,7 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         history, start_epoch = state["history"], state["epoch"] + 1
-        if accumulating:
-            accumulated = read_accumulated(accumulated_checkpoint)
+        accumulated = {role: read_accumulated(checkpoint) for role, (_, checkpoint, _) in accumulating_sets.items()}
         log.info("resuming classifier from %s at epoch %d", checkpoint_path, start_epoch)
 
     log.info("classifier: %d images, %d classes, device %s, %d epochs, %d process(es)", len(dataset),
@@ -203,10 +214,10 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
                  record["seconds"])
         if not is_main:
             continue  # rank 0 writes: the ranks hold identical weights and banks
-        if accumulating:
-            accumulate_cams(model, dataset, accumulated, train_settings["accumulate_threshold"],
+        for role, (images, checkpoint, _) in accumulating_sets.items():
+            accumulate_cams(model, images, accumulated[role], train_settings["accumulate_threshold"],
                             train_settings["batch_size"], device, compute, settings["compute"]["loader_workers"])
-            write_accumulated(accumulated, dataset.tags, accumulated_checkpoint)  # before last.pt: kept in step
+            write_accumulated(accumulated[role], images.tags, checkpoint)  # before last.pt: kept in step
         save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
                         checkpoint_path, fingerprint)
@@ -216,8 +227,8 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     save_torch({"model": model.state_dict(), "num_classes": layout.num_foreground, "settings": train_settings,
                 "class_names": list(layout.class_names), "fingerprint": fingerprint}, model_path)
     write_json(history_path, {"experiment": experiment, "epochs": history, "run": run_record()})
-    if accumulating:
-        write_accumulated(accumulated, dataset.tags, accumulated_path)
+    for role, (images, _, path) in accumulating_sets.items():
+        write_accumulated(accumulated[role], images.tags, path)
     remove_checkpoints(checkpoint_dir)
     return {"history": history, "model": model}
 

@@ -61,7 +61,8 @@ rule gather_cams:
         "../scripts/gather_cams.py"
 
 
-# The val split's CAMs: always from the final classifier (an OAA experiment accumulates maps of train images only).
+# The val split's CAMs, made as the training split's: from the final classifier, or for cam.protocol accumulated
+# from the val maps accumulated in training (extract_accumulated_val_cams).
 rule extract_val_cams:
     input:
         model=f"{EXP}/classifier/model.pt",
@@ -71,9 +72,10 @@ rule extract_val_cams:
         out=f"{TUNING}/cams_{VAL_SPLIT}.h5",
     params:
         settings=settings("cam"),
-        protocol="inference",
         split=VAL_SPLIT,
         code_version=code("extract_cams.py"),
+    wildcard_constraints:
+        experiment=names_regex([name for name in EXPERIMENTS if name not in OAA_CAMS]),
     threads: threads("cams")
     resources:
         **resources("cams"),
@@ -85,6 +87,21 @@ rule extract_val_cams:
         ENV
     script:
         "../scripts/extract_cams.py"
+
+
+use rule extract_val_cams as extract_accumulated_val_cams with:
+    input:
+        accumulated=f"{EXP}/classifier/accumulated_cams_{VAL_SPLIT}.h5",
+        dataset=DATA_ROOT,
+        manifest=MANIFEST,
+    wildcard_constraints:
+        experiment=names_regex(OAA_CAMS),
+    resources:
+        **resources("cams", gpus=0),
+    log:
+        f"{LOGS}/extract_accumulated_val_cams.log",
+    benchmark:
+        f"{BENCHMARKS}/extract_accumulated_val_cams.tsv"
 
 
 # Every choice behind the seeds and pseudo labels, made on the val split's masks: the background threshold of

@@ -31,7 +31,8 @@ rule train_classifier:
         "../scripts/train_classifier.py"
 
 
-# Experiments with online attention accumulation (OAA) also write the CAMs accumulated in training.
+# Experiments with online attention accumulation (OAA) also write the CAMs accumulated in training, and those
+# of the val split, accumulated in the same passes (for the background threshold chosen on val).
 use rule train_classifier as train_classifier_accumulating with:
     output:
         model=f"{EXP}/classifier/model.pt",
@@ -39,5 +40,8 @@ use rule train_classifier as train_classifier_accumulating with:
         curve=report(f"{EXP}/figures/classifier_curve.png", caption="../report/classifier_curve.rst",
                      category="Classifier training", subcategory="{experiment}"),
         accumulated=f"{EXP}/classifier/accumulated_cams.h5",
+        accumulated_val=f"{EXP}/classifier/accumulated_cams_{VAL_SPLIT}.h5",
+    params:
+        val_split=VAL_SPLIT,
     wildcard_constraints:
         experiment=names_regex(ACCUMULATING),

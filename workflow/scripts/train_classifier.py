@@ -18,11 +18,13 @@ parser.add_argument("--curve", required=True, help="output: training curve (.png
 parser.add_argument("--checkpoint-dir", required=True, help="resume checkpoints (kept when the job fails)")
 parser.add_argument("--backbone-weights", help="the backbone's starting weights (overrides classifier.backbone.weights)")
 parser.add_argument("--accumulated", help="output: CAMs accumulated in training (.h5), with classifier.accumulate_cams")
+parser.add_argument("--accumulated-val", help="output: the val split's CAMs accumulated in the same passes (.h5)")
+parser.add_argument("--val-split", help="the split of --accumulated-val")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 if args.backbone_weights:
     settings["classifier"]["backbone"]["weights"] = args.backbone_weights
 result = train_classifier(open_layout(args.dataset, args.manifest), args.split, settings, args.model, args.history,
-                          args.checkpoint_dir, args.accumulated)
+                          args.checkpoint_dir, args.accumulated, args.val_split, args.accumulated_val)
 if rank() == 0:
     plot_curves(result["history"], "epoch", ["loss", "contrast_loss", "tag_accuracy", "lr"], "classifier training",
                 args.curve)
