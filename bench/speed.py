@@ -14,7 +14,7 @@ minutes on 2 cores. Figures:
   and batches in bf16;
 - dense-CRF images/s on one core and on every core (a pool of processes), and the all-core rate over
   cores x the one-core rate;
-- DeepLab-v2 prediction images/s (flip-averaged, as `wsss/inference.py: predict`), fp32 and bf16;
+- DeepLab-v2 prediction images/s (flip-averaged: `wsss/inference.py: class_probabilities`), fp32 and bf16;
 - the CAM store: bytes per image of float16 gzip HDF5 against float32 `.npy`, and the time to read them all;
 - with the VOC sizes, the projected time of a whole VOC `rca` run on this machine, stage by stage, from the
   rates above (`project_voc_run`).
@@ -37,17 +37,17 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from wsss.cam import multiscale_cams, normalise_per_class  # noqa: E402
 from wsss.cam_store import CamWriter, open_hdf5, read_cam_entry  # noqa: E402
 from wsss.config import load_config, resolve_experiment  # noqa: E402
 from wsss.crf import dense_crf  # noqa: E402
 from wsss.guards import FiniteGuard  # noqa: E402
+from wsss.inference import class_probabilities  # noqa: E402
 from wsss.models.classifier import build_classifier  # noqa: E402
 from wsss.models.deeplab import build_deeplab  # noqa: E402
 from wsss.models.rca_schedule import refresh_centroids  # noqa: E402
-from wsss.runtime import autocast, grad_scaler, memory_format  # noqa: E402
+from wsss.runtime import grad_scaler, memory_format  # noqa: E402
 from wsss.train_classifier import make_optimizer as classifier_optimizer  # noqa: E402
 from wsss.train_classifier import train_one_epoch  # noqa: E402
 from wsss.train_segmentation import make_optimizer as deeplab_optimizer  # noqa: E402
@@ -153,9 +153,8 @@ def deeplab_prediction_rates(settings: dict, device: torch.device) -> dict[str, 
     images = torch.rand(8, 3, height, width, device=device)
 
     def predict(compute: dict) -> None:
-        with torch.no_grad(), autocast(compute, device):
-            logits = model(images).float() + model(images.flip(-1)).float().flip(-1)
-            F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False).softmax(1).cpu()
+        with torch.no_grad():
+            class_probabilities(model, images, compute, device).cpu()
 
     return {name: len(images) / timed(lambda: predict(compute), 1)
             for name, compute in (("fp32", {}), ("bf16", {"precision": "bf16"}))}

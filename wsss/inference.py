@@ -66,10 +66,7 @@ def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str,
         waiting: collections.deque = collections.deque()
         for images, batch_names in progress(loader, desc=f"predicting {split}", total=len(batches)):
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
-            with autocast(compute, device):
-                logits = model(images).float() + model(images.flip(-1)).float().flip(-1)
-            probabilities = F.softmax(F.interpolate(logits, size=images.shape[2:], mode="bilinear",
-                                                    align_corners=False), dim=1).cpu().numpy()
+            probabilities = class_probabilities(model, images, compute, device).cpu().numpy()
             for probability, name in zip(probabilities, batch_names):
                 if pool is None:
                     _write_label(name, probability)
@@ -80,6 +77,13 @@ def predict(model_path: str | Path, dataset: str | Path | VOCLayout, split: str,
         for result in waiting:
             result.get()
     return {name: out_dir / f"{name}.png" for name in names}
+
+
+def class_probabilities(model: DeepLabV2, images: torch.Tensor, compute: dict, device: torch.device) -> torch.Tensor:
+    """(B, C, H, W) flip-averaged class probabilities of a batch, at the images' size."""
+    with autocast(compute, device):
+        logits = model(images).float() + model(images.flip(-1)).float().flip(-1)
+    return F.softmax(F.interpolate(logits, size=images.shape[2:], mode="bilinear", align_corners=False), dim=1)
 
 
 def labeller_pool(layout: VOCLayout, crf_settings: dict | None, out_dir: Path, workers: int):

@@ -1,6 +1,7 @@
 """RCA's training schedule, step by step: the contrast loss and bank update of each batch (`rca_step`), when the
 aggregation may start (`regions_needed`, `aggregation_ready`), and the k-means centroids it uses
-(`refresh_centroids`), and which parameters sit out an epoch (`idle_parameters`). The modules themselves are in `rca.py`; the training loop is `wsss/train_classifier.py`."""
+(`refresh_centroids`), and which parameters sit out an epoch (`idle_parameters`). The modules themselves are in
+`rca.py`; the training loop is `wsss/train_classifier.py`."""
 
 from __future__ import annotations
 
