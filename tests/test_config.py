@@ -145,3 +145,22 @@ def test_run_selects_experiments_in_config_order():
     config["run"] = "some"
     with pytest.raises(ConfigError, match="run"):
         validate_config(dict(config))
+
+
+def test_the_bg_power_candidates_rerun_no_pseudo_labels_made_at_a_fixed_power():
+    import json
+
+    from wsss.cli import parse_stage_args, stage_parser
+    from wsss.rules import pseudo_label_settings
+
+    def settings(**pseudo_labels):
+        config = minimal()
+        config["pseudo_labels"] = {"bg_power": 2.0, "bg_powers": [1.0, 2.0], **pseudo_labels}
+        return pseudo_label_settings(validate_config(config), "cam")
+
+    assert settings(bg_powers=[1.0, 2.0, 4.0]) == settings()
+    assert settings(bg_power=3.0) != settings()
+    assert settings(bg_power="val") != settings()
+    assert "bg_powers" not in json.loads(settings())["pseudo_labels"]
+    _, parsed = parse_stage_args(stage_parser("test", ("pseudo_labels", "crf")), argv=["--settings", settings()])
+    assert parsed["pseudo_labels"]["bg_power"] == 2.0 and parsed["pseudo_labels"]["mode"] == "crf"

@@ -33,12 +33,24 @@ PRETRAIN_EXPERIMENT = "pretrain"
 GPU_STAGES = ("pretrain", "classifier", "cams", "segmentation", "predict")
 
 
-def rule_settings(config: dict, experiment: str, *sections: str) -> str:
-    """JSON settings of one experiment's stage, for a rule's params (a change reruns the rule)."""
+def rule_settings(config: dict, experiment: str, *sections: str, leave_out: tuple[str, ...] = ()) -> str:
+    """JSON settings of one experiment's stage, for a rule's params (a change reruns the rule).
+
+    `leave_out`: keys ("section.key") the rule does not read, so that changing them does not rerun it (the
+    script gets the schema's default in their place)."""
     resolved = resolve_experiment(config, experiment)
     settings = {"seed": resolved["seed"], "experiment": experiment, "compute": result_compute(resolved["compute"])}
     settings.update({section: resolved[section] for section in sections})
+    for dotted in leave_out:
+        section, key = dotted.split(".")
+        settings[section] = {name: value for name, value in settings[section].items() if name != key}
     return json.dumps(settings, sort_keys=True)
+
+
+def pseudo_label_settings(config: dict, experiment: str) -> str:
+    """make_pseudo_labels' settings. The bg_power candidates act only through tune_background's choice, which
+    is an input of the rule: with a fixed power, changing them must not redo the CRF of every image."""
+    return rule_settings(config, experiment, "pseudo_labels", "crf", leave_out=("pseudo_labels.bg_powers",))
 
 
 def rule_threads(config: dict, stage: str) -> int:

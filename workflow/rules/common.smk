@@ -16,6 +16,7 @@ from wsss.rules import (
     pretrain_enabled,
     index_specs,
     rule_resources,
+    pseudo_label_settings,
     rule_settings,
     rule_threads,
     scored_splits,

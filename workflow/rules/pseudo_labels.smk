@@ -7,7 +7,7 @@ rule make_pseudo_labels:
     output:
         out=directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
     params:
-        settings=settings("pseudo_labels", "crf"),
+        settings=lambda wildcards: pseudo_label_settings(config, wildcards.experiment),
         split=TRAIN_SPLIT,
         shard=lambda wildcards: wildcards.shard,
         num_shards=lambda wildcards: wildcards.num_shards,
