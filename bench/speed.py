@@ -15,7 +15,9 @@ minutes on 2 cores. Figures:
 - dense-CRF images/s on one core and on every core (a pool of processes), and the all-core rate over
   cores x the one-core rate;
 - DeepLab-v2 prediction images/s (flip-averaged: `wsss/inference.py: class_probabilities`), fp32 and bf16;
-- the CAM store: bytes per image of float16 gzip HDF5 against float32 `.npy`, and the time to read them all;
+- the CAM store: bytes per image of float16 gzip HDF5 against float32 `.npy`, and the time to read them from
+  the page cache (warm) and from the disk (cold); the same for the alternative that stores each scale's
+  stride-8 maps and resizes them on reading (`--store-dir` puts the files on the filesystem to measure);
 - with the VOC sizes, the projected time of a whole VOC `rca` run on this machine, stage by stage, from the
   rates above (`project_voc_run`).
 
@@ -35,8 +37,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from wsss.cam import multiscale_cams, normalise_per_class  # noqa: E402
 from wsss.cam_store import CamWriter, open_hdf5, read_cam_entry  # noqa: E402
@@ -226,25 +230,98 @@ def read_all(path: Path, count: int) -> list:
         return [read_cam_entry(handle, f"image_{index}") for index in range(count)]
 
 
-def store_figures(settings: dict) -> dict[str, float]:
-    """Bytes per image and read seconds of the CAM store (float16, gzip, HDF5) and of float32 .npy files."""
+def per_scale_maps(count: int, channels: int, height: int, width: int, scales: list[float],
+                   seed: int = 2) -> list[list[torch.Tensor]]:
+    """Per image, each scale's (channels, h, w) stride-8 maps, as the classifier computes them: smooth and >= 0."""
+    generator = torch.Generator().manual_seed(seed)
+    images = []
+    for _ in range(count):
+        coarse = torch.rand(1, channels, 5, 7, generator=generator)
+        images.append([F.interpolate(coarse, size=(-(-round(height * scale) // 8), -(-round(width * scale) // 8)),
+                                     mode="bicubic", align_corners=False)[0].clamp(min=0) for scale in scales])
+    return images
+
+
+def full_resolution(scale_maps: list[torch.Tensor], height: int, width: int) -> np.ndarray:
+    """What CAM extraction stores from one image's per-scale maps: each resized to the image, summed, normalised."""
+    total = sum(F.interpolate(maps[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+                for maps in scale_maps)
+    return normalise_per_class(total).numpy()
+
+
+def write_per_scale(path: Path, scale_maps: list[list[torch.Tensor]]) -> None:
+    """The alternative store: a group per image, in it each scale's stride-8 maps in float16, uncompressed."""
+    with h5py.File(path, "w") as handle:
+        for index, maps in enumerate(scale_maps):
+            group = handle.create_group(f"image_{index}")
+            for position, scale in enumerate(maps):
+                group.create_dataset(str(position), data=scale.numpy().astype(np.float16))
+
+
+def read_per_scale(path: Path, count: int, height: int, width: int) -> list:
+    """Every image's maps from the alternative store: its scales resized, summed and normalised on reading."""
+    with open_hdf5(path) as handle:
+        return [full_resolution([torch.from_numpy(handle[f"image_{index}/{position}"][()].astype(np.float32))
+                                 for position in range(len(handle[f"image_{index}"]))], height, width)
+                for index in range(count)]
+
+
+def evict_from_page_cache(folder: Path) -> bool:
+    """Drops the folder's files from the page cache, so the next read comes from the disk; False where the OS
+    cannot be asked (then the cold figures repeat the warm ones)."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for path in folder.iterdir():
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+    return True
+
+
+def read_seconds(read, folder: Path, cold: bool, repeats: int = 3) -> float:
+    """The best of `repeats` reads, each from the page cache (warm) or after evicting the files (cold)."""
+    best = float("inf")
+    for _ in range(repeats + (not cold)):  # a warm read is first warmed once
+        if cold:
+            evict_from_page_cache(folder)
+        started = time.perf_counter()
+        read()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def store_figures(settings: dict, folder: str | None = None) -> dict[str, float]:
+    """The CAM store (float16, gzip, HDF5) and the per-scale alternative against float32 `.npy` files: bytes per
+    image, and read time per image from the page cache (warm) and from the disk (cold), in `folder` (a temporary
+    folder there; default the system's): point it at the filesystem the store lives on."""
     height, width = settings["image_size"]
-    count = 16
-    maps = smooth_maps(count, 3, height, width, seed=2)
-    with tempfile.TemporaryDirectory() as folder:
+    count, channels = 16, 3
+    scale_maps = per_scale_maps(count, channels, height, width, settings["cam"]["scales"])
+    torch.set_num_threads(1)  # as a CRF worker reads
+    with tempfile.TemporaryDirectory(dir=folder) as folder:
         folder = Path(folder)
         with CamWriter(folder / "cams.h5") as writer:
-            for index in range(count):
-                writer.write(f"image_{index}", maps[index], [0, 1, 2])
-        for index in range(count):
-            np.save(folder / f"image_{index}.npy", maps[index])
-        h5_bytes = (folder / "cams.h5").stat().st_size / count
-        npy_bytes = sum((folder / f"image_{index}.npy").stat().st_size for index in range(count)) / count
-        h5_read = timed(lambda: read_all(folder / "cams.h5", count), 3)
-        npy_read = timed(lambda: [np.load(folder / f"image_{index}.npy") for index in range(count)], 3)
-    return {"hdf5 bytes/image": h5_bytes, "npy bytes/image": npy_bytes, "bytes ratio": h5_bytes / npy_bytes,
-            "hdf5 read s/image": h5_read / count, "npy read s/image": npy_read / count,
-            "read time ratio": h5_read / npy_read}
+            for index, maps in enumerate(scale_maps):
+                writer.write(f"image_{index}", full_resolution(maps, height, width), list(range(channels)))
+        write_per_scale(folder / "per_scale.h5", scale_maps)
+        for index, maps in enumerate(scale_maps):
+            np.save(folder / f"image_{index}.npy", full_resolution(maps, height, width))
+        npy_bytes = sum((folder / f"image_{index}.npy").stat().st_size for index in range(count))
+        readers = {"npy": lambda: [np.load(folder / f"image_{index}.npy") for index in range(count)],
+                   "hdf5": lambda: read_all(folder / "cams.h5", count),
+                   "per-scale": lambda: read_per_scale(folder / "per_scale.h5", count, height, width)}
+        reads = {(name, cold): read_seconds(read, folder, cold) / count
+                 for name, read in readers.items() for cold in (False, True)}
+        figures = {"npy bytes/image": npy_bytes / count, "npy read warm s/image": reads["npy", False],
+                   "npy read cold s/image": reads["npy", True]}
+        for name, path in (("hdf5", "cams.h5"), ("per-scale", "per_scale.h5")):
+            figures |= {f"{name} bytes ratio": (folder / path).stat().st_size / npy_bytes,
+                        f"{name} read warm ratio": reads[name, False] / reads["npy", False],
+                        f"{name} read cold ratio": reads[name, True] / reads["npy", True]}
+    return figures
 
 
 def main() -> None:
@@ -252,6 +329,8 @@ def main() -> None:
     parser.add_argument("--sizes", choices=("auto", "voc", "reduced"), default="auto",
                         help="auto: the VOC recipe's sizes with a GPU, reduced ones without")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--store-dir", help="where the CAM store is measured (default: the system's temporary "
+                                            "folder); on a cluster, the filesystem that holds results/")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = args.sizes if args.sizes != "auto" else ("voc" if device.type == "cuda" else "reduced")
@@ -279,7 +358,7 @@ def main() -> None:
     print(f"  all cores / (cores x 1 core)  {crf['efficiency']:.2f}")
     figures["dense CRF"]["efficiency"] = crf["efficiency"]
     report("DeepLab-v2 prediction", deeplab_prediction_rates(settings, device), "images/s", "fp32")
-    store = store_figures(settings)
+    store = store_figures(settings, args.store_dir)
     report("CAM store", store, "", None)
     if sizes == "voc":
         projection = project_voc_run(figures, settings)
