@@ -332,6 +332,8 @@ def main() -> None:
     parser.add_argument("--store-dir", help="where the CAM store is measured (default: the system's temporary "
                                             "folder); on a cluster, the filesystem that holds results/")
     args = parser.parse_args()
+    if args.store_dir and not Path(args.store_dir).is_dir():
+        parser.error(f"--store-dir {args.store_dir}: no such folder")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = args.sizes if args.sizes != "auto" else ("voc" if device.type == "cuda" else "reduced")
     settings = recipe(sizes)
