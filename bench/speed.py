@@ -303,12 +303,13 @@ def store_figures(settings: dict, folder: str | None = None) -> dict[str, float]
     torch.set_num_threads(1)  # as a CRF worker reads
     with tempfile.TemporaryDirectory(dir=folder) as folder:
         folder = Path(folder)
+        full_maps = [full_resolution(maps, height, width) for maps in scale_maps]
         with CamWriter(folder / "cams.h5") as writer:
-            for index, maps in enumerate(scale_maps):
-                writer.write(f"image_{index}", full_resolution(maps, height, width), list(range(channels)))
+            for index, maps in enumerate(full_maps):
+                writer.write(f"image_{index}", maps, list(range(channels)))
         write_per_scale(folder / "per_scale.h5", scale_maps)
-        for index, maps in enumerate(scale_maps):
-            np.save(folder / f"image_{index}.npy", full_resolution(maps, height, width))
+        for index, maps in enumerate(full_maps):
+            np.save(folder / f"image_{index}.npy", maps)
         npy_bytes = sum((folder / f"image_{index}.npy").stat().st_size for index in range(count))
         readers = {"npy": lambda: [np.load(folder / f"image_{index}.npy") for index in range(count)],
                    "hdf5": lambda: read_all(folder / "cams.h5", count),
