@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import Killed, kill_after_first_checkpoint, tiny_settings
+from conftest import REPO, Killed, kill_after_first_checkpoint, snakemake, tiny_settings
 from wsss.artifacts import ArtifactError, load_torch
 from wsss.config import ConfigError, load_config, main as check_config, validate_config
 from wsss.data.manifest import build_manifest
@@ -192,3 +192,17 @@ def test_a_test_split_needs_no_masks_and_another_split_takes_its_masks_from_its_
     manifest = build_manifest(dataset, {"aug": {"tags": True, "masks": "SegmentationClassAug"}})
     assert manifest["mask_dirs"] == {"aug": "SegmentationClassAug"}
     assert f"SegmentationClassAug/{name}.png" in manifest["files"]
+
+
+def test_a_failed_job_shows_its_error_on_the_console_not_only_in_its_log(tmp_path):
+    """The VOC config's saliency download has no url: the job fails, and the sentence saying what to set is in
+    Snakemake's console output as one line, with the log that holds the traceback."""
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--",
+                       "resources/downloads/saliency_voc2012.zip")
+    assert result.returncode != 0
+    log = "results/logs/download-saliency_voc2012.zip.log"
+    assert "Traceback (most recent call last)" in (tmp_path / log).read_text()
+    console = result.stdout + result.stderr
+    assert "DownloadError: downloads.saliency_voc2012.zip.url is not set" in console
+    assert f"(traceback in {log})" in console
+    assert "Traceback (most recent call last)" not in console and "wsss/data/download.py" not in console

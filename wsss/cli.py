@@ -3,7 +3,8 @@
 A stage script runs in two ways with one argument parser:
 - from a Snakemake rule (`script:`): the rule's named inputs, outputs and params become the options
   of the same names (`--checkpoint-dir` for `checkpoint_dir`), its threads `--threads`, the config's
-  loader settings `--compute`, and the script's output goes to the rule's log. A training rule given
+  loader settings `--compute`, and the script's output goes to the rule's log (the last line of an
+  uncaught error's traceback also to the job's stderr, which Snakemake shows). A training rule given
   more than one GPU starts the script again under torchrun, one process per GPU;
 - from the shell, with the settings as JSON or as a config file plus an experiment name:
 
@@ -66,13 +67,36 @@ def argv_from_snakemake(job) -> list[str]:
 
 
 def redirect_output_to(log_path: str) -> None:
-    """Send this process's stdout and stderr (C-level too) to a log file."""
+    """Send this process's stdout and stderr (C-level too) to a log file. An uncaught exception's traceback
+    goes there as well, and its last line also to the stderr the process had (`echo_uncaught_errors`)."""
     log_file = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
+    console = os.dup(2)
     os.dup2(log_file, 1)
     os.dup2(log_file, 2)
     os.close(log_file)
+    echo_uncaught_errors(console, log_path)
+
+
+def error_line(error: BaseException) -> str:
+    """A traceback's last line: the exception's type and its message (which may span lines)."""
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def echo_uncaught_errors(console: int, log_path: str) -> None:
+    """Make an uncaught exception print its traceback as before (to the log) and its last line, with the
+    log's name, to the file descriptor `console`: Snakemake shows a job's stderr, not its log, so without
+    this a failed job's console output says only that it failed."""
+    print_traceback = sys.excepthook
+
+    def hook(kind, error, trace):
+        print_traceback(kind, error, trace)
+        if not issubclass(kind, KeyboardInterrupt):
+            os.write(console, f"{error_line(error)}\n(traceback in {log_path})\n".encode(errors="replace"))
+
+    sys.excepthook = hook
 
 
 def parse_args(parser: argparse.ArgumentParser, job=None, argv=None) -> argparse.Namespace:
