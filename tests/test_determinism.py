@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from wsss.models.ops import cross_entropy_sum, resize_bilinear, segment_sum, select_rows
-from wsss.models.rca import RegionMemoryBank, semantic_contrast_loss
+from wsss.models.rca import RegionMemoryBank, bank_partners, semantic_contrast_loss
 from wsss.runtime import compute_switches, configure_compute
 
 
@@ -68,7 +68,8 @@ def contrast_step(seed: int):
     regions = F.normalize(torch.randn(9, 8, generator=generator), dim=1).requires_grad_()
     classes = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0])
     images = torch.tensor([0, 0, 1, 1, 2, 3, 3, 4, 4])
-    loss = semantic_contrast_loss(regions, classes, images, bank, 0.07, 8.0, [(i, 7) for i in range(9)])
+    partners = bank_partners(bank, [(i, 7) for i in range(9)], 8.0)
+    loss = semantic_contrast_loss(regions, classes, images, partners, bank, 0.07)
     (grad,) = torch.autograd.grad(loss, regions)
     return loss.detach(), grad
 

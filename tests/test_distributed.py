@@ -14,7 +14,7 @@ from wsss.models.rca_schedule import rca_step
 
 RCA = {"contrast": True, "aggregation": False, "embed_dim": 8, "bank_size": 4, "bank_update": "fifo",
        "bank_momentum": 0.99, "bank_confidence": 0.0, "contrast_start_epoch": 0, "temperature": 0.07,
-       "mixup_beta": 8.0}
+       "mixup_beta": 8.0, "mixup_partner": "bank"}
 
 
 def make_model():
@@ -31,12 +31,12 @@ def make_batch():
     return images, targets, torch.tensor([11, 12, 13, 14])
 
 
-def one_step(model, images, targets, seeds):
+def one_step(model, images, targets, seeds, partner):
     """Contrast loss, its gradient on the projection head, and the bank after the update."""
     model.train()
     model.projection.layers[1].eval()  # BatchNorm with fixed statistics: no per-rank batch dependence
     out = model(images)
-    contrast = rca_step(model, out, targets, seeds, RCA, epoch=0)
+    contrast = rca_step(model, out, targets, seeds, {**RCA, "mixup_partner": partner}, epoch=0)
     model.zero_grad()
     contrast.backward()
     grad = model.projection.layers[0].weight.grad.clone()
@@ -46,18 +46,20 @@ def one_step(model, images, targets, seeds):
     return float(contrast.detach()), grad, model.bank.entries.clone(), model.bank.pointer.clone()
 
 
-def worker(rank, world, init_file, out_dir):
+def worker(rank, world, init_file, out_dir, partner):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     images, targets, seeds = make_batch()
     half = slice(rank, None, world)  # as in training: every world-th image of the global batch
-    result = one_step(make_model(), images[half], targets[half], seeds[half])
+    result = one_step(make_model(), images[half], targets[half], seeds[half], partner)
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 
-def test_two_ranks_hold_the_same_bank_and_the_loss_does_not_depend_on_the_gpu_count(tmp_path):
-    mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("partner", ["bank", "batch"])
+def test_two_ranks_hold_the_same_bank_and_the_loss_does_not_depend_on_the_gpu_count(tmp_path, partner):
+    """With batch partners, a region's partner often lives on the other process: its gradient must still reach it."""
+    mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path), partner), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     # every rank applied the same, all-gathered bank updates
@@ -65,7 +67,7 @@ def test_two_ranks_hold_the_same_bank_and_the_loss_does_not_depend_on_the_gpu_co
 
     images, targets, seeds = make_batch()
     model = make_model()
-    single_loss, single_grad, single_bank, single_pointer = one_step(model, images, targets, seeds)
+    single_loss, single_grad, single_bank, single_pointer = one_step(model, images, targets, seeds, partner)
     # ... and the same as one process that saw the whole batch
     assert torch.equal(rank0[3], single_pointer)
     torch.testing.assert_close(rank0[2], single_bank)

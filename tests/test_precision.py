@@ -9,7 +9,7 @@ from wsss.cam import multiscale_cams
 from wsss.guards import FiniteGuard, NonFiniteError
 from wsss.models.classifier import build_classifier
 from wsss.models.deeplab import build_deeplab
-from wsss.models.rca import RegionMemoryBank, contrast_loss_per_query, semantic_contrast_loss
+from wsss.models.rca import RegionMemoryBank, bank_partners, contrast_loss_per_query, semantic_contrast_loss
 from wsss.models.rca_schedule import refresh_centroids
 from wsss.runtime import autocast, grad_scaler
 from wsss.train_classifier import train_one_epoch
@@ -71,8 +71,8 @@ def test_the_contrast_loss_runs_in_float32_under_autocast(precision):
     regions, classes, images, bank = contrast_inputs(dtype)
     seeds = [(k, 1) for k in range(len(regions))]
     with autocast({"precision": precision}, CPU):
-        loss = semantic_contrast_loss(regions, classes, images, bank, 0.07, 1.0, seeds)
-    exact = semantic_contrast_loss(regions.float(), classes, images, bank, 0.07, 1.0, seeds)
+        loss = semantic_contrast_loss(regions, classes, images, bank_partners(bank, seeds, 1.0), bank, 0.07)
+    exact = semantic_contrast_loss(regions.float(), classes, images, bank_partners(bank, seeds, 1.0), bank, 0.07)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert float(loss) == float(exact)  # the same float32 arithmetic on the same (rounded) regions
     # what it guards against: at temperature 0.07 the per-pair loss of fp16 similarities overflows

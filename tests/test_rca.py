@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from wsss.models.classifier import CAMClassifier
-from wsss.models.rca import (RegionMemoryBank, SemanticAggregation, contrast_loss_per_query, kmeans,
-                             region_embeddings, region_masks, semantic_contrast_loss)
+from wsss.models.rca import (RegionMemoryBank, SemanticAggregation, bank_partners, batch_partner_draw,
+                             contrast_loss_per_query, kmeans, per_image_contrast_weight, region_embeddings,
+                             region_masks, semantic_contrast_loss)
+from wsss.models.rca_schedule import batch_partner_contrast
 
 from conftest import Killed, kill_after_first_checkpoint, tiny_settings
 
@@ -54,7 +56,7 @@ def test_mixup_contrast_is_the_lambda_weighted_pair_loss_averaged_per_image():
     regions = F.normalize(torch.randn(3, 5, generator=torch.Generator().manual_seed(2)), dim=1)
     region_classes, region_images = torch.tensor([0, 2, 1]), torch.tensor([0, 0, 1])
     seeds = [(5, 0), (5, 2), (6, 1)]
-    loss = semantic_contrast_loss(regions, region_classes, region_images, bank, 0.07, 8.0, seeds)
+    loss = semantic_contrast_loss(regions, region_classes, region_images, bank_partners(bank, seeds, 8.0), bank, 0.07)
     lam, partners = [], []
     for seed in seeds:  # replay the same draws
         rng = np.random.default_rng(seed)
@@ -68,8 +70,107 @@ def test_mixup_contrast_is_the_lambda_weighted_pair_loss_averaged_per_image():
     expected = ((per_region[0] + per_region[1]) / 2 + per_region[2]) / 2
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     # the global image count (other GPUs' images) divides the summed per-image losses
-    scaled = semantic_contrast_loss(regions, region_classes, region_images, bank, 0.07, 8.0, seeds, num_images=4)
+    scaled = semantic_contrast_loss(regions, region_classes, region_images, bank_partners(bank, seeds, 8.0), bank, 0.07,
+                                    num_images=4)
     assert float(scaled) == pytest.approx(expected * 2 / 4, rel=1e-5)
+
+
+PARTNER_RCA = {"mixup_beta": 8.0, "temperature": 0.07}
+
+
+def public_code_contrast(regions, targets, images, draws, bank, temperature, detach_partner=False):
+    """The public code's contrast of the images one GPU holds (`images`), written as its loops: per image the mean
+    over its tags of lam l1 + (1 - lam) l2 (logits shifted by their detached maximum, the log's argument clamped
+    at 1e-4), summed over the images. `draws`: {(image, tag): (lam, partner image, partner class)}."""
+    entries, classes = bank.flat()
+    total = 0.0
+    for image in images:
+        tags = targets[image].nonzero().flatten().tolist()
+        image_loss = 0.0
+        for tag in tags:
+            lam, partner_image, partner_class = draws[image, tag]
+            partner = regions[partner_image, partner_class]
+            partner = partner.detach() if detach_partner else partner
+            query = F.normalize(lam * regions[image, tag] + (1 - lam) * partner, dim=0)
+            logits = query @ entries.T / temperature
+            shift = logits.max().detach()
+            for target, weight in ((tag, lam), (partner_class, 1 - lam)):
+                positive = classes == target
+                negatives = ((logits - shift).exp() * ~positive).sum()
+                logit_pos = logits[positive] - shift
+                image_loss = image_loss + weight * (-(logit_pos - torch.log(
+                    (negatives + logit_pos.exp()).clamp(min=1e-4)))).mean()
+        total = total + image_loss / len(tags)
+    return total
+
+
+def partner_batch(size=8, classes=3, dim=5):
+    generator = torch.Generator().manual_seed(4)
+    regions = F.normalize(torch.randn(size, classes, dim, generator=generator), dim=-1).requires_grad_()
+    targets = (torch.rand(size, classes, generator=generator) > 0.5).float()
+    targets[targets.sum(1) == 0, 0] = 1.0
+    return regions, targets, torch.arange(100, 100 + size)
+
+
+def replayed_draws(targets, seeds, epoch):
+    image_tags = [row.nonzero().flatten().tolist() for row in targets]
+    return {(i, c): batch_partner_draw((int(seeds[i]), c, epoch), 8.0, image_tags)
+            for i, tags in enumerate(image_tags) for c in tags}
+
+
+def public_code_loss(regions, targets, draws, bank, gpus, detach_partner=False):
+    """0.01 x the mean over GPUs of each GPU's summed contrast (DataParallel gives each GPU a contiguous chunk)."""
+    chunks = torch.arange(len(targets)).chunk(gpus)
+    sums = [public_code_contrast(regions, targets, chunk.tolist(), draws, bank, 0.07, detach_partner)
+            for chunk in chunks]
+    return 0.01 * sum(sums) / gpus
+
+
+@pytest.mark.parametrize("gpus", [1, 4])
+def test_the_per_image_weight_gives_the_public_codes_loss_and_gradient(gpus):
+    """The public code: 0.01 x the mean over GPUs of each GPU's summed contrast, at batch 8. This code: the mean over
+    images, weighted per_image_contrast_weight(0.01, 8, gpus) (0.08 on one GPU, 0.02 on four): the same loss and the
+    same gradient, into the regions and into their batch partners."""
+    regions, targets, seeds = partner_batch()
+    bank = filled_bank()
+    ours = per_image_contrast_weight(0.01, len(targets), gpus) * batch_partner_contrast(
+        bank, regions, targets, seeds, PARTNER_RCA, epoch=3)
+    ours_gradient, = torch.autograd.grad(ours, regions)
+    draws = replayed_draws(targets, seeds, 3)
+    public = public_code_loss(regions, targets, draws, bank, gpus)
+    public_gradient, = torch.autograd.grad(public, regions)
+    assert float(ours.detach()) == pytest.approx(float(public.detach()), rel=1e-5)
+    torch.testing.assert_close(ours_gradient, public_gradient, rtol=1e-4, atol=1e-8)
+    assert per_image_contrast_weight(0.01, 8, 1) == pytest.approx(0.08)
+    assert per_image_contrast_weight(0.01, 8, 4) == pytest.approx(0.02)
+
+
+def test_a_batch_partner_keeps_the_gradient_into_both_regions():
+    regions, targets, seeds = partner_batch()
+    bank = filled_bank()
+    draws = replayed_draws(targets, seeds, 0)
+    loss = batch_partner_contrast(bank, regions, targets, seeds, PARTNER_RCA, epoch=0)
+    gradient, = torch.autograd.grad(loss, regions)
+    assert (gradient[targets.bool()].norm(dim=-1) > 0).all()  # every tagged region learns ...
+    assert not gradient[~targets.bool()].any()  # ... untagged ones take no part
+    # what the partners pass on: without it (partners as constants, as bank entries are) the gradient differs at
+    # the regions that are partners of another region
+    detached, = torch.autograd.grad(public_code_loss(regions, targets, draws, bank, 1, detach_partner=True), regions)
+    kept, = torch.autograd.grad(public_code_loss(regions, targets, draws, bank, 1), regions)
+    torch.testing.assert_close(gradient * 0.08, kept, rtol=1e-4, atol=1e-8)
+    partner_of_another = {(p, c) for (image, tag), (_, p, c) in draws.items() if (p, c) != (image, tag)}
+    changed = {(p, c) for p, c in partner_of_another if not torch.allclose(kept[p, c], detached[p, c])}
+    assert changed == partner_of_another and changed
+
+
+def test_batch_partner_draws_depend_on_the_seed_and_the_batch_tags_only():
+    image_tags = [[0], [1, 2], [], [2]]
+    draws = [batch_partner_draw((7, 1, 2), 8.0, image_tags) for _ in range(2)]
+    assert draws[0] == draws[1]
+    many = [batch_partner_draw((seed, 0, 0), 8.0, image_tags) for seed in range(200)]
+    assert {draw[1] for draw in many} == {0, 1, 3}  # every tagged image, never the untagged one
+    assert all(cls in image_tags[image] for _, image, cls in many)
+    assert {draw[2] for draw in many if draw[1] == 1} == {1, 2}
 
 
 def test_fifo_bank_replaces_the_slot_at_the_pointer_only():
@@ -177,8 +278,8 @@ def test_gradients_reach_only_the_intended_modules():
     out = model(images)
     regions = region_embeddings(out["embeddings"], out["coarse_cams"])
     images_idx, classes = targets.nonzero(as_tuple=True)
-    contrast = semantic_contrast_loss(regions[images_idx, classes], classes, images_idx, model.bank, 0.07, 8.0,
-                                      [(0, c) for c in classes.tolist()])
+    partners = bank_partners(model.bank, [(0, c) for c in classes.tolist()], 8.0)
+    contrast = semantic_contrast_loss(regions[images_idx, classes], classes, images_idx, partners, model.bank, 0.07)
     # the contrast shapes the embedding space (projection and backbone) but not the classifiers
     assert grads_of(model, contrast) == {"backbone", "projection"}
     # before the first k-means the refined branch ignores the (empty) aggregation

@@ -77,6 +77,15 @@ def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([rows[: int(c.item())] for rows, c in zip(gathered, counts)])
 
 
+def gather_global_batch(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of the global batch, in the global batch's order: rank r holds its rows r, r + W, r + 2W,
+    ... (W processes), as the trainers split each batch. Not differentiable; one process: `tensor` itself."""
+    if not is_distributed():
+        return tensor
+    positions = torch.arange(len(tensor), device=tensor.device) * world_size() + rank()
+    return all_gather_rows(tensor)[torch.argsort(all_gather_rows(positions))]
+
+
 def all_reduce_sum(value: float, device: torch.device) -> float:
     if not is_distributed():
         return value

@@ -12,12 +12,13 @@ masked copy inside its loop, compounding masks across classes).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import segment_sum
 
 
 def region_masks(coarse_cams: torch.Tensor) -> torch.Tensor:
@@ -94,51 +95,90 @@ def contrast_loss_per_query(queries: torch.Tensor, targets: torch.Tensor, bank_e
                                                                                                         dtype=queries.dtype))
 
 
-def semantic_contrast_loss(regions: torch.Tensor, region_classes: torch.Tensor, region_images: torch.Tensor,
-                           bank: RegionMemoryBank, temperature: float, mixup_beta: float, region_seeds,
-                           num_images: float | None = None) -> torch.Tensor:
-    """RCA's semantic contrast with region mixup.
+def per_image_contrast_weight(public_weight: float, batch_size: int, gpus: int) -> float:
+    """The `contrast_weight` (per image of a global mean) equal to the public code's `public_weight` at a batch of
+    `batch_size` images on `gpus` GPUs.
 
-    Each region r (of class c) is mixed with a region r' drawn uniformly from the whole bank (of class
-    c', which may equal c; an earlier entry of the same image is possible): q = normalise(lam r + (1 - lam) r'), lam ~ Beta(b, b); its loss is
-    lam l(q, c) + (1 - lam) l(q, c'). lam and the partner are drawn from a generator seeded by the
-    region's own seed (`region_seeds`, one entropy tuple per region) and the partner comes from the
-    bank, not the batch: for a given bank, a region's loss does not depend on how images are split
-    into batches or across GPUs. Losses are averaged over each image's regions, then summed over
-    images and divided by `num_images` (the global count of images with regions; default: local).
+    The public code sums the contrast over the images each GPU holds and weights the mean over GPUs
+    (DataParallel): each image's loss is weighted public_weight / gpus. Its 0.01 at batch 8 is 0.08 per image on
+    one GPU and 0.02 on the four the paper used.
     """
-    entries, classes = bank.flat()
-    if len(regions) == 0 or len(entries) == 0:
-        return regions.float().sum() * 0.0
-    device = regions.device
-    with torch.autocast(device.type, enabled=False):  # float32 whatever the forward's precision (below)
-        return _semantic_contrast_fp32(regions.float(), region_classes, region_images, entries.float(), classes,
-                                       temperature, mixup_beta, region_seeds, num_images)
+    return public_weight * batch_size / gpus
 
 
-def _semantic_contrast_fp32(regions, region_classes, region_images, entries, classes, temperature: float,
-                            mixup_beta: float, region_seeds, num_images: float | None) -> torch.Tensor:
-    """The contrast in float32: similarities of unit vectors are at most 1 / temperature, so exp() stays below
-    exp(1 / 0.07) = 1.6e6 at the paper's temperature; in fp16 (max 65504) it would overflow."""
-    device = regions.device
-    draws = [mixup_draw(seed, mixup_beta, len(entries)) for seed in region_seeds]
-    lam = torch.tensor([draw[0] for draw in draws], dtype=regions.dtype, device=device)
-    partner_index = torch.tensor([draw[1] for draw in draws], device=device)
-    partners, partner_classes = entries[partner_index], classes[partner_index]
-    queries = F.normalize(lam[:, None] * regions + (1 - lam[:, None]) * partners, dim=-1)
-    own = contrast_loss_per_query(queries, region_classes, entries, classes, temperature)
-    other = contrast_loss_per_query(queries, partner_classes, entries, classes, temperature)
-    losses = lam * own + (1 - lam) * other
-    images, inverse = torch.unique(region_images, return_inverse=True)
-    per_image = segment_sum(losses, inverse, len(images))
-    per_image = per_image / segment_sum(torch.ones_like(losses), inverse, len(images))
-    return per_image.sum() / (num_images if num_images is not None else len(images))
+class MixupPartners(NamedTuple):
+    """Each region's mixup draw: lam, its partner's embedding and the partner's class."""
+
+    lam: torch.Tensor  # (N,)
+    embeddings: torch.Tensor  # (N, D): bank entries (constants) or regions of the batch (with their gradient)
+    classes: torch.Tensor  # (N,)
 
 
 def mixup_draw(seed, mixup_beta: float, bank_entries: int) -> tuple[float, int]:
-    """(lam, partner index) of one region, a function of its seed alone."""
+    """(lam, partner index in the bank) of one region, a function of its seed alone."""
     rng = np.random.default_rng(seed)
     return float(rng.beta(mixup_beta, mixup_beta)), int(rng.integers(bank_entries))
+
+
+def bank_partners(bank: RegionMemoryBank, region_seeds, mixup_beta: float) -> MixupPartners:
+    """Partners drawn uniformly from the filled bank entries (any class, the region's own included), one per
+    region seed; detached, as the bank is."""
+    entries, classes = bank.flat()
+    draws = [mixup_draw(seed, mixup_beta, len(entries)) for seed in region_seeds]
+    lam = torch.tensor([draw[0] for draw in draws], dtype=torch.float32, device=entries.device)
+    index = torch.tensor([draw[1] for draw in draws], dtype=torch.long, device=entries.device)
+    return MixupPartners(lam, entries[index], classes[index])
+
+
+def batch_partner_draw(seed, mixup_beta: float, image_tags: list[list[int]]) -> tuple[float, int, int]:
+    """(lam, partner image, partner class) of one region from its seed and the tags of the batch's images.
+
+    As in the public code, the partner image is uniform over the batch (the region's own image included) and its
+    class uniform over that image's tags; images without tags are skipped.
+    """
+    rng = np.random.default_rng(seed)
+    lam = float(rng.beta(mixup_beta, mixup_beta))
+    tagged = [image for image, tags in enumerate(image_tags) if tags]
+    image = tagged[int(rng.integers(len(tagged)))]
+    return lam, image, image_tags[image][int(rng.integers(len(image_tags[image])))]
+
+
+def region_weights(region_images: torch.Tensor) -> torch.Tensor:
+    """(N,) 1 / the number of regions of each region's image: a weighted sum is then a sum of per-image means."""
+    _, inverse, counts = torch.unique(region_images, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse].float()
+
+
+def mixup_contrast_losses(regions: torch.Tensor, region_classes: torch.Tensor, partners: MixupPartners,
+                          bank: RegionMemoryBank, temperature: float) -> torch.Tensor:
+    """RCA's semantic contrast with region mixup: (N,) losses of the regions (N, D) of classes (N,).
+
+    Each region r of class c is mixed with its partner r' of class c': q = normalise(lam r + (1 - lam) r'), and
+    its loss is lam l(q, c) + (1 - lam) l(q, c') (`contrast_loss_per_query` against the whole bank). Computed in
+    float32 whatever the forward's precision: similarities of unit vectors are at most 1 / temperature, so exp()
+    stays below exp(1 / 0.07) = 1.6e6 at the paper's temperature; in fp16 (max 65504) it would overflow.
+    """
+    entries, classes = bank.flat()
+    if len(regions) == 0 or len(entries) == 0:
+        return regions.float().sum(-1) * 0.0
+    with torch.autocast(regions.device.type, enabled=False):
+        lam = partners.lam.to(regions.device)[:, None]
+        queries = F.normalize(lam * regions.float() + (1 - lam) * partners.embeddings.float(), dim=-1)
+        own = contrast_loss_per_query(queries, region_classes, entries.float(), classes, temperature)
+        other = contrast_loss_per_query(queries, partners.classes, entries.float(), classes, temperature)
+        return lam[:, 0] * own + (1 - lam[:, 0]) * other
+
+
+def semantic_contrast_loss(regions: torch.Tensor, region_classes: torch.Tensor, region_images: torch.Tensor,
+                           partners: MixupPartners, bank: RegionMemoryBank, temperature: float,
+                           num_images: float | None = None) -> torch.Tensor:
+    """The contrast of one batch: the regions' losses averaged over each image's regions, summed over images and
+    divided by `num_images` (the global count of images with regions; default: this batch's)."""
+    if len(regions) == 0:
+        return regions.float().sum() * 0.0
+    losses = mixup_contrast_losses(regions, region_classes, partners, bank, temperature)
+    count = num_images if num_images is not None else len(torch.unique(region_images))
+    return (losses * region_weights(region_images)).sum() / count
 
 
 @torch.no_grad()

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..distributed import all_gather_rows, all_reduce_sum, rank, world_size
+from ..distributed import all_gather_rows, all_reduce_sum, gather_global_batch, rank, world_size
 from .classifier import CAMClassifier
 from .ops import select_rows
-from .rca import kmeans, region_embeddings, semantic_contrast_loss
+from .rca import (MixupPartners, RegionMemoryBank, bank_partners, batch_partner_draw, kmeans, mixup_contrast_losses,
+                  region_embeddings, region_weights, semantic_contrast_loss)
 
 
 def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seeds: torch.Tensor, rca: dict,
@@ -31,10 +33,12 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
     tagged = select_rows(regions.flatten(0, 1), images * regions.shape[1] + classes)  # regions[images, classes]
     contrast = None
     if model.uses_contrast and epoch >= rca["contrast_start_epoch"]:
-        num_images = all_reduce_sum(float(len(torch.unique(host_images))), device)
-        region_seeds = [(int(sample_seeds[i]), c, epoch) for i, c in zip(host_images.tolist(), host_classes.tolist())]
-        contrast = semantic_contrast_loss(tagged, classes, images, model.bank, rca["temperature"], rca["mixup_beta"],
-                                          region_seeds, num_images=num_images)
+        if not bool(model.bank.filled.any()):
+            contrast = tagged.sum() * 0.0
+        elif rca["mixup_partner"] == "batch":
+            contrast = batch_partner_contrast(model.bank, regions, targets.cpu(), sample_seeds, rca, epoch)
+        else:
+            contrast = bank_partner_contrast(model.bank, tagged, host_images, host_classes, sample_seeds, rca, epoch)
         contrast = contrast * world_size()  # DDP averages gradients over ranks; undo it for a global mean
     confident = torch.sigmoid(out["logits"].detach())[images, classes] > rca["bank_confidence"]
     # each process holds every world_size-th image of the global batch: the gathered regions are put back in
@@ -45,6 +49,77 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
     new_classes = all_gather_rows(classes[confident])[order]
     model.bank.update(new_entries, new_classes)
     return contrast
+
+
+def region_seed(sample_seed: int, cls: int, epoch: int) -> tuple[int, int, int]:
+    """The seed of one region's mixup draw: its image's sample seed, its class and the epoch (never the batch or
+    the process, so a region draws the same however images are split)."""
+    return int(sample_seed), int(cls), int(epoch)
+
+
+def bank_partner_contrast(bank: RegionMemoryBank, tagged: torch.Tensor, host_images: torch.Tensor,
+                          host_classes: torch.Tensor, sample_seeds: torch.Tensor, rca: dict,
+                          epoch: int) -> torch.Tensor:
+    """This process's contrast (global image mean) with partners drawn from the bank (`mixup_partner: bank`)."""
+    device = tagged.device
+    num_images = all_reduce_sum(float(len(torch.unique(host_images))), device)
+    seeds = [region_seed(sample_seeds[i], c, epoch) for i, c in zip(host_images.tolist(), host_classes.tolist())]
+    partners = bank_partners(bank, seeds, rca["mixup_beta"])
+    return semantic_contrast_loss(tagged, host_classes.to(device), host_images.to(device), partners, bank,
+                                  rca["temperature"], num_images)
+
+
+def batch_partner_contrast(bank: RegionMemoryBank, regions: torch.Tensor, targets: torch.Tensor,
+                           sample_seeds: torch.Tensor, rca: dict, epoch: int) -> torch.Tensor:
+    """This process's contrast (global image mean) with partners from the global batch (`mixup_partner: batch`,
+    the public code's): each region is mixed with a region of a random image of the batch, and the gradient
+    flows into both.
+
+    Under DDP a region and its partner may live on different processes. Every process draws the partners of the
+    whole global batch and computes each term that touches one of its own regions: a term of its own region
+    counts in its loss; a term of another process's region whose partner is here enters with its value
+    subtracted (it counts on the region's process), so that only its gradient reaches this partner. Each region
+    then gets its whole gradient on its own process, and no collective runs in the backward pass.
+    """
+    device, num_classes = regions.device, regions.shape[1]
+    batch_targets = gather_global_batch(targets.to(device)).cpu()  # (B, C), the global batch's order
+    batch_seeds = gather_global_batch(sample_seeds.to(device)).cpu()
+    image_tags = [row.nonzero().flatten().tolist() for row in batch_targets]
+    own_positions = torch.arange(len(regions)) * world_size() + rank()
+    batch_regions = regions_with_own_gradients(regions, own_positions, len(batch_targets))
+    images, classes = batch_targets.nonzero(as_tuple=True)
+    draws = [batch_partner_draw(region_seed(batch_seeds[i], c, epoch), rca["mixup_beta"], image_tags)
+             for i, c in zip(images.tolist(), classes.tolist())]
+    lam = torch.tensor([draw[0] for draw in draws], dtype=torch.float32)
+    partner_images = torch.tensor([draw[1] for draw in draws], dtype=torch.long)
+    partner_classes = torch.tensor([draw[2] for draw in draws], dtype=torch.long)
+    is_own = torch.zeros(len(batch_targets), dtype=torch.bool)
+    is_own[own_positions] = True
+    owned = is_own[images]
+    involved = owned | is_own[partner_images]  # the terms that touch a region of this process
+
+    flat = batch_regions.flatten(0, 1)
+    queries = select_rows(flat, (images * num_classes + classes)[involved].to(device))
+    partners = MixupPartners(lam[involved].to(device),
+                             select_rows(flat, (partner_images * num_classes + partner_classes)[involved].to(device)),
+                             partner_classes[involved].to(device))
+    losses = mixup_contrast_losses(queries, classes[involved].to(device), partners, bank, rca["temperature"])
+    weighted = losses * region_weights(images)[involved].to(device)
+    counted = owned[involved].to(device)
+    total = torch.where(counted, weighted, weighted - weighted.detach()).sum()
+    return total / float(len(torch.unique(images)))
+
+
+def regions_with_own_gradients(regions: torch.Tensor, own_positions: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(B, C, D) regions of the global batch: this process's own (`regions`, at `own_positions`) with their
+    gradient, the other processes' as constants. One process: `regions` itself."""
+    if world_size() == 1:
+        return regions
+    gathered = gather_global_batch(regions.detach())
+    placement = F.one_hot(own_positions.to(regions.device), batch_size).T.to(regions.dtype)  # (B, B_own)
+    placed = (placement @ regions.flatten(1)).view(batch_size, *regions.shape[1:])
+    is_own = placement.sum(1).bool()[:, None, None]
+    return torch.where(is_own, placed, gathered)
 
 
 def aggregation_ready(model: CAMClassifier, regions_needed: dict[int, int]) -> bool:
