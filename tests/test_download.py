@@ -3,6 +3,7 @@
 import hashlib
 import io
 import os
+import random
 import tarfile
 import zipfile
 
@@ -86,8 +87,9 @@ def test_a_tar_extracts_as_a_whole_folder(tmp_path):
 ], ids=["dot-dot", "absolute", "link out", "device"])
 def test_a_tar_member_that_would_escape_is_refused_by_name_and_nothing_is_extracted(tmp_path, member):
     archive = tar_with(tmp_path, tar_member("VOCdevkit/ok.txt"), member)
-    with pytest.raises(ArtifactError, match=rf"archive\.tar\.gz: member '{member.name}' refused"):
+    with pytest.raises(ArtifactError, match=rf"archive\.tar\.gz: member '{member.name}' refused") as error:
         extract(archive, tmp_path / "out")
+    assert ".out.tmp-" not in str(error.value)  # the folder being filled, removed: not named
     assert sorted(path.name for path in tmp_path.iterdir()) == ["archive.tar.gz"]  # no folder, no temporary
 
 
@@ -100,6 +102,33 @@ def test_a_zip_member_that_would_escape_is_refused_by_name(tmp_path, name):
     with pytest.raises(ArtifactError, match=rf"annotations\.zip: member '{name}' refused"):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cut_tar_is_named_with_the_member_it_breaks_at(tmp_path):
+    members = [tar_member(f"VOCdevkit/VOC2012/JPEGImages/{index}.jpg") for index in range(3)]
+    for member in members:
+        member.size = 50_000
+    path = tmp_path / "archive.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, io.BytesIO(random.Random(member.name).randbytes(member.size)))  # incompressible
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ArtifactError, match=r"archive\.tar\.gz: member VOCdevkit/VOC2012/JPEGImages/1\.jpg cannot be "
+                                            r"extracted \(.+\); is the archive whole\?") as error:
+        extract(path, tmp_path / "out")
+    assert ".out.tmp-" not in str(error.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["archive.tar.gz"]
+
+
+def test_a_zip_member_that_fails_its_checksum_is_named(tmp_path):
+    archive = tmp_path / "train2014.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("train2014/a.jpg", b"a" * 100)
+        zipped.writestr("train2014/b.jpg", b"b" * 100)
+    archive.write_bytes(archive.read_bytes().replace(b"b" * 100, b"b" * 99 + b"c"))
+    with pytest.raises(ArtifactError, match=r"train2014\.zip: member train2014/b\.jpg cannot be extracted \(Bad CRC"):
+        extract(archive, tmp_path / "out")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["train2014.zip"]
 
 
 def test_a_zip_symlink_is_refused(tmp_path):

@@ -10,7 +10,9 @@ downloading it anew.
 `extract` unpacks a tar (any compression) or zip archive into a folder that appears as a whole. A
 member that would land outside it is refused, and the error names the member: an absolute name, a
 `..`, a link pointing out, a device file. For tar, Python's `data` extraction filter decides (and an
-absolute name, which that filter would make relative, is refused as well).
+absolute name, which that filter would make relative, is refused as well). A member that cannot be
+read (a damaged or cut archive) is an error naming the archive and the member, not the folder being
+filled, which is removed.
 
 Standard library only: downloads run on the submitting host (local rules), which may lack the training stack.
 """
@@ -24,6 +26,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..artifacts import ArtifactError, atomic_directory, commit
@@ -156,25 +159,56 @@ def extract_into(archive: str | os.PathLike, folder: str | os.PathLike) -> Path:
     return folder
 
 
+UNREADABLE = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError)  # a damaged or cut archive
+REFUSALS = {  # why the tar `data` filter refuses a member, in words that name no path of the folder being filled
+    tarfile.AbsolutePathError: "an absolute name",
+    tarfile.OutsideDestinationError: "it would land outside the folder it is extracted into",
+    tarfile.AbsoluteLinkError: "a link to an absolute path",
+    tarfile.LinkOutsideDestinationError: "a link pointing outside the folder it is extracted into",
+    tarfile.SpecialFileError: "a device or other special file",
+}
+
+
+def _unreadable(archive: Path, where: str, error: Exception) -> ArtifactError:
+    """The error for an archive that cannot be read at `where`; an OSError's file name (in the folder being
+    filled, which is removed) is left out."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error) or type(error).__name__
+    return ArtifactError(f"{archive}: {where} cannot be extracted ({reason}); is the archive whole?")
+
+
 def _extract_tar(archive: Path, folder: Path) -> None:
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            if PurePosixPath(member.name).is_absolute():  # the data filter would strip the slash; refuse instead
-                raise ArtifactError(f"{archive}: member {member.name!r} refused: an absolute name")
-            try:
-                tar.extract(member, folder, filter="data")
-            except tarfile.FilterError as error:
-                raise ArtifactError(f"{archive}: member {member.name!r} refused: {error}") from None
+    where = "the start"
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                where = f"member {member.name}"
+                if PurePosixPath(member.name).is_absolute():  # the data filter would strip the slash; refuse instead
+                    raise ArtifactError(f"{archive}: member {member.name!r} refused: an absolute name")
+                try:
+                    tar.extract(member, folder, filter="data")
+                except tarfile.FilterError as error:
+                    reason = REFUSALS.get(type(error), type(error).__name__)
+                    raise ArtifactError(f"{archive}: member {member.name!r} refused: {reason}") from None
+                where = f"the member after {member.name}"
+    except UNREADABLE as error:
+        raise _unreadable(archive, where, error) from None
 
 
 def _extract_zip(archive: Path, folder: Path) -> None:
-    with zipfile.ZipFile(archive) as zipped:
-        for member in zipped.infolist():
-            path = PurePosixPath(member.filename)
-            if path.is_absolute() or ".." in path.parts or member.filename.startswith(("\\", "/")) or ":" in path.parts[0]:
-                raise ArtifactError(f"{archive}: member {member.filename!r} refused: it would land outside {folder}")
-            kind = stat.S_IFMT(member.external_attr >> 16)  # 0 where the zip tool recorded no file type
-            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-                raise ArtifactError(f"{archive}: member {member.filename!r} refused: links and special files are not "
-                                    f"extracted")
-            zipped.extract(member, folder)
+    where = "the start"
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.infolist():
+                where = f"member {member.filename}"
+                path = PurePosixPath(member.filename)
+                if (path.is_absolute() or ".." in path.parts or member.filename.startswith(("\\", "/"))
+                        or ":" in path.parts[0]):
+                    raise ArtifactError(f"{archive}: member {member.filename!r} refused: it would land outside "
+                                        f"the folder it is extracted into")
+                kind = stat.S_IFMT(member.external_attr >> 16)  # 0 where the zip tool recorded no file type
+                if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                    raise ArtifactError(f"{archive}: member {member.filename!r} refused: links and special files are "
+                                        f"not extracted")
+                zipped.extract(member, folder)
+    except UNREADABLE as error:
+        raise _unreadable(archive, where, error) from None
