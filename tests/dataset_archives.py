@@ -216,6 +216,16 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def with_member(archive: bytes, member: str, data: bytes) -> bytes:
+    """The archive (a zip, or a tar plain or gzipped) with one member's bytes replaced by `data`, or added."""
+    if zipfile.is_zipfile(io.BytesIO(archive)):
+        with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+            return zip_bytes({**{name: zipped.read(name) for name in zipped.namelist()}, member: data})
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = {info.name: tar.extractfile(info).read() for info in tar if info.isfile()}
+    return tar_bytes({**members, member: data}, "w:gz" if archive[:2] == b"\x1f\x8b" else "w")
+
+
 def rle_counts(mask: np.ndarray) -> list[int]:
     """COCO's uncompressed RLE of a boolean mask: run lengths in column-major order, starting with zeros."""
     flat = mask.flatten(order="F").astype(np.int8)

@@ -17,13 +17,16 @@ from dataset_archives import (
     VOCArchives,
     downloads_section,
     mat_bytes,
+    png_bytes,
     sha256,
     tar_bytes,
+    with_member,
     write_archives,
 )
 
 from wsss.artifacts import ArtifactError
 from wsss.data import coco2014, voc2012
+from wsss.data.assembly import SCRATCH_PREFIX
 from wsss.data.manifest import build_manifest
 from wsss.data.voc import read_class_list, read_grey, read_label_png, read_name_list
 from wsss.rules import index_specs
@@ -99,17 +102,24 @@ def test_saliency_maps_are_taken_by_name_and_the_index_accepts_the_root(voc_sour
     assert not list(root.glob("_unpacked-*"))  # the scratch folders are gone
 
 
+def names_no_temporary(message: str) -> bool:
+    """Whether an error names no path in the folder being assembled (removed when the assembly fails)."""
+    return ".tmp-" not in message and SCRATCH_PREFIX not in message
+
+
 def assemble_fails(tmp_path, voc_source, **replace) -> str:
-    """Assemble with some archives replaced (role -> bytes); return the error, after checking nothing is left."""
+    """Assemble with some archives replaced (role -> bytes); return the error (archives named by file name), after
+    checking nothing is left and that the error names no temporary path."""
     archives = voc_source.archives()
     for role, data in replace.items():
         archives[ROLES[role]] = data
     paths = write_archives(tmp_path / "downloads", archives)
     with pytest.raises(ArtifactError) as error:
         voc2012.assemble(paths, tmp_path / "VOC2012", workers=1)
-    assert not (tmp_path / "VOC2012").exists()
+    assert not (tmp_path / "VOC2012").exists()  # no prepared.json: the next run assembles again
     assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]  # no temporary a rerun could take
-    return str(error.value)
+    assert names_no_temporary(str(error.value)), str(error.value)
+    return str(error.value).replace(f"{tmp_path / 'downloads'}/", "")
 
 
 def escaping_tar(kind: str) -> bytes:
@@ -136,7 +146,8 @@ def test_a_member_that_would_land_outside_is_refused_by_name(tmp_path, voc_sourc
 def test_a_list_naming_a_missing_image_is_an_error_naming_both(tmp_path, voc_source):
     members = voc_source.trainval_members(lists={"train": voc_source.voc_train + ["2099_000001"]})
     message = assemble_fails(tmp_path, voc_source, trainval=tar_bytes(members))
-    assert "train.txt" in message and "2099_000001" in message
+    assert ("VOCtrainval_11-May-2012.tar: member VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt names "
+            "2099_000001") in message
 
 
 def test_a_mask_whose_size_differs_from_its_image_is_an_error_naming_both(tmp_path, voc_source):
@@ -144,7 +155,9 @@ def test_a_mask_whose_size_differs_from_its_image_is_an_error_naming_both(tmp_pa
     sbd = voc_source.sbd_members(mask_of=lambda name: np.zeros((7, 9), np.uint8) if name == bad
                                  else voc_source.label(name))
     message = assemble_fails(tmp_path, voc_source, sbd=tar_bytes(sbd, "w:gz"))
-    assert f"{bad}.mat" in message and f"{bad}.jpg" in message and "9x7" in message
+    height, width = voc_source.label(bad).shape
+    assert (f"benchmark.tgz: member benchmark_RELEASE/dataset/cls/{bad}.mat: mask size 9x7 differs from its image "
+            f"VOCtrainval_11-May-2012.tar: member VOCdevkit/VOC2012/JPEGImages/{bad}.jpg ({width}x{height})") in message
 
 
 def test_a_mat_file_that_is_not_an_sbd_mask_is_an_error_naming_it(tmp_path, voc_source):
@@ -152,7 +165,69 @@ def test_a_mat_file_that_is_not_an_sbd_mask_is_an_error_naming_it(tmp_path, voc_
     members = voc_source.sbd_members()
     members[f"benchmark_RELEASE/dataset/cls/{bad}.mat"] = b"not a MATLAB file"
     message = assemble_fails(tmp_path, voc_source, sbd=tar_bytes(members, "w:gz"))
-    assert f"{bad}.mat" in message
+    assert f"benchmark.tgz: member benchmark_RELEASE/dataset/cls/{bad}.mat is not an SBD class mask" in message
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def with_value(label: np.ndarray, value: int) -> np.ndarray:
+    label = label.copy()
+    label[0, 0] = value
+    return label
+
+
+def size_text(voc_source, name: str) -> str:
+    height, width = voc_source.label(name).shape
+    return f"{width}x{height}"
+
+
+# A fault planted in one member -> (role, member, its new bytes, what the error says right after "ARCHIVE: member
+# MEMBER"). The truncated images, the VOC masks and the saliency map used to pass the assembly and fail only the
+# index, leaving a dataset root (with prepared.json) that the next run took as prepared.
+VOC = "VOCdevkit/VOC2012"
+SBD = "benchmark_RELEASE/dataset"
+PLANTED_FAULTS = {
+    "truncated VOC image": lambda s: (
+        "trainval", f"{VOC}/JPEGImages/{s.val[0]}.jpg", truncated(s.image(s.val[0])), " cannot be decoded (truncated"),
+    "VOC mask with a value outside the classes": lambda s: (
+        "trainval", f"{VOC}/SegmentationClass/{s.voc_train[0]}.png",
+        png_bytes(with_value(s.voc_mask(s.voc_train[0]), 50)), ": label value(s) [50] outside the classes 0..20"),
+    "VOC mask of another size": lambda s: (
+        "trainval", f"{VOC}/SegmentationClass/{s.val[1]}.png", png_bytes(np.zeros((7, 9))),
+        f": size 9x7 differs from its image {ROLES['trainval']}: member {VOC}/JPEGImages/{s.val[1]}.jpg "
+        f"({size_text(s, s.val[1])})"),
+    "unparsable annotation": lambda s: (
+        "trainval", f"{VOC}/Annotations/{s.voc_train[1]}.xml", b"<annotation>", " cannot be parsed"),
+    "split list naming an image twice": lambda s: (
+        "trainval", f"{VOC}/ImageSets/Segmentation/val.txt", "".join(f"{n}\n" for n in s.val + s.val[:1]).encode(),
+        f":{len(s.val) + 1}: '{s.val[0]}' is listed twice"),
+    "SBD mask with a value outside the classes": lambda s: (
+        "sbd", f"{SBD}/cls/{s.sbd_only}.mat", mat_bytes(with_value(s.label(s.sbd_only), 50)),
+        ": label value(s) [50] outside the classes 0..20"),
+    "truncated SBD image": lambda s: (
+        "sbd", f"{SBD}/img/{s.sbd_only}.jpg", truncated(s.image(s.sbd_only)), " cannot be decoded (truncated"),
+    "truncated test image": lambda s: (
+        "test", f"{VOC}/JPEGImages/{s.test[0]}.jpg", truncated(s.image(s.test[0])), " cannot be decoded (truncated"),
+    "saliency map of another size": lambda s: (
+        "saliency", f"saliency_maps/{s.train_aug[0]}.png", png_bytes(np.zeros((7, 9))),
+        f": size 9x7 differs from its image {s.train_aug[0]} ({size_text(s, s.train_aug[0])})"),
+}
+
+
+@pytest.mark.parametrize("fault", PLANTED_FAULTS)
+def test_a_bad_member_fails_the_assembly_naming_the_archive_and_the_member(tmp_path, voc_source, fault):
+    role, member, data, says = PLANTED_FAULTS[fault](voc_source)
+    archive = with_member(voc_source.archives()[ROLES[role]], member, data)
+    message = assemble_fails(tmp_path, voc_source, **{role: archive})
+    assert f"{ROLES[role]}: member {member}{says}" in message
+
+
+def test_a_damaged_archive_is_named_with_the_member_it_breaks_at(tmp_path, voc_source):
+    archive = voc_source.archives()[ROLES["trainval"]]
+    message = assemble_fails(tmp_path, voc_source, trainval=archive[: len(archive) * 2 // 3])
+    assert f"{ROLES['trainval']}: member {VOC}/" in message and "cannot be extracted" in message
 
 
 def test_sbd_masks_read_as_written(tmp_path):
@@ -193,6 +268,44 @@ def test_coco_without_its_annotation_file_is_an_error_naming_it(coco_source, tmp
     with pytest.raises(ArtifactError, match="instances_val2014.json is missing"):
         coco2014.assemble(paths, tmp_path / "coco")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
+
+
+def coco_assemble_fails(tmp_path, coco_source, archive: str, member: str, data: bytes) -> str:
+    """Assemble COCO with one member of an archive replaced; return the error (archives named by file name),
+    after checking nothing is left and that the error names no temporary path."""
+    archives = coco_source.archives()
+    archives[archive] = with_member(archives[archive], member, data)
+    paths = write_archives(tmp_path / "downloads", archives, COCO_ROLES)
+    with pytest.raises(ArtifactError) as error:
+        coco2014.assemble(paths, tmp_path / "coco", workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
+    assert names_no_temporary(str(error.value)), str(error.value)
+    return str(error.value).replace(f"{tmp_path / 'downloads'}/", "")
+
+
+def test_a_truncated_coco_image_fails_the_assembly_naming_the_archive_and_the_member(coco_source, tmp_path):
+    member = f"val2014/{coco_source.coco_name('val', 1)}.jpg"
+    original = coco_source.source / "JPEGImages" / f"{coco_source.splits['val'][1]}.jpg"
+    message = coco_assemble_fails(tmp_path, coco_source, "val2014.zip", member, truncated(original.read_bytes()))
+    assert f"val2014.zip: member {member} cannot be decoded (truncated" in message
+    assert "annotations_trainval2014.zip: member annotations/instances_val2014.json" in message
+
+
+def test_a_coco_saliency_map_of_another_size_fails_the_assembly_naming_the_member(coco_source, tmp_path):
+    from dataset_archives import zip_bytes
+
+    names = coco_source.listed("train")
+    maps = {f"maps/{name}.png": png_bytes(np.zeros(coco_source.label(coco_source.splits["train"][0]).shape))
+            for name in names}
+    maps[f"maps/{names[1]}.png"] = png_bytes(np.zeros((7, 9)))
+    archives = {**coco_source.archives(), "saliency_coco.zip": zip_bytes(maps)}
+    paths = write_archives(tmp_path / "downloads", archives, {**COCO_ROLES, "saliency": "saliency_coco.zip"})
+    with pytest.raises(ArtifactError) as error:
+        coco2014.assemble(paths, tmp_path / "coco")
+    width, height = coco_source.label(coco_source.splits["train"][1]).shape[::-1]
+    assert (f"saliency_coco.zip: member maps/{names[1]}.png: size 9x7 differs from its image {names[1]} "
+            f"({width}x{height})") in str(error.value)
+    assert names_no_temporary(str(error.value)) and sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
 
 
 def zip_of(members):

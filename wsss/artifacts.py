@@ -138,14 +138,16 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, text + "\n")
 
 
-def read_json(path: str | os.PathLike):
+def read_json(path: str | os.PathLike, shown_as: str | None = None):
+    """The JSON in a file; errors name it as `shown_as` (else its path)."""
     path = Path(path)
+    shown_as = shown_as or str(path)
     if not path.is_file():
-        raise ArtifactError(f"{path} does not exist")
+        raise ArtifactError(f"{shown_as} does not exist")
     try:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise ArtifactError(f"{path} is not valid JSON: {error}") from None
+        raise ArtifactError(f"{shown_as} is not valid JSON: {error}") from None
 
 
 def save_torch(obj, path: str | os.PathLike) -> None:

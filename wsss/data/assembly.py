@@ -1,8 +1,14 @@
 """What assembling a dataset root from downloaded archives needs, whatever the dataset (`voc2012`, `coco2014`).
 
-`assembled_root` yields a temporary folder that appears at the root only once everything is written, with the
-archives unpacked into scratch folders inside it (`unpack`, refusing members that would land outside) and
-removed at the end, and a `prepared.json` that records the archives used and the counts.
+`assemble` builds the dataset in a `Workspace`: a temporary folder that appears at the root only once everything
+is written, with the archives unpacked into scratch folders inside it (refusing members that would land outside)
+and removed at the end, and a `prepared.json` that records the archives used and the counts. The workspace
+remembers which archive member each unpacked file came from, moved or not: errors name the archive and the member
+(`Workspace.member`), never a path in the temporary folder, which a failed assembly removes.
+
+The assembly checks what the index will (`check_image`, `check_mask`, `check_saliency`: every file decoded, a
+mask's size and values, a saliency map's size), so that a bad member fails the assembly, naming it, instead of
+leaving a root that reads as prepared and that the index then refuses.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ import contextlib
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from ..artifacts import ArtifactError, atomic_directory, write_json
 from .download import extract_into
@@ -32,6 +40,51 @@ def check_roles(archives: dict, needed: tuple[str, ...], optional: tuple[str, ..
     return archives
 
 
+@dataclass
+class Workspace:
+    """The temporary folder a dataset is assembled in, the assembly's settings, and the archive member each
+    unpacked file came from (`origins`: a file or folder -> (archive, member path); a folder's entry covers what
+    lies under it)."""
+
+    folder: Path
+    workers: int = 1
+    progress: Callable | None = None
+    log: Callable = print
+    origins: dict[Path, tuple[Path, PurePosixPath]] = field(default_factory=dict)
+
+    def unpack(self, archive: Path, role: str) -> Path:
+        """Unpack `archive` into a scratch folder of the workspace; return that folder."""
+        self.log(f"unpacking {archive}")
+        scratch = extract_into(archive, self.folder / f"{SCRATCH_PREFIX}{role}")
+        self.origins[scratch] = (archive, PurePosixPath())
+        return scratch
+
+    def move(self, source: Path, destination: Path) -> None:
+        """Rename a file or folder within the workspace, keeping the member it came from."""
+        origin = self.origin(source)
+        os.replace(source, destination)
+        if origin is not None:
+            self.origins[destination] = origin
+
+    def origin(self, path: Path) -> tuple[Path, PurePosixPath] | None:
+        """(archive, member path) of a file unpacked from an archive, moved since or not; None for another."""
+        path = Path(path)
+        for folder in (path, *path.parents):
+            if folder in self.origins:
+                archive, member = self.origins[folder]
+                return archive, member / path.relative_to(folder).as_posix()
+        return None
+
+    def member(self, path: Path) -> str:
+        """How errors name a file of the workspace: 'ARCHIVE: member NAME', or, for a file the assembly wrote,
+        its path in the dataset being assembled."""
+        origin = self.origin(path)
+        if origin is None:
+            return f"{Path(path).relative_to(self.folder).as_posix()} (written by the assembly)"
+        archive, member = origin
+        return f"{archive}: member {member}"
+
+
 @contextlib.contextmanager
 def assembled_root(root: str | os.PathLike, source: str, archives: dict[str, Path]):
     """A temporary folder to assemble the dataset in, and a dict for the counts to record; the folder appears
@@ -47,18 +100,12 @@ def assembled_root(root: str | os.PathLike, source: str, archives: dict[str, Pat
 
 def assemble(build, archives: dict, root: str | os.PathLike, source: str, needed: tuple[str, ...],
              optional: tuple[str, ...], workers: int = 1, progress=None, log=print) -> dict:
-    """Check the archives' roles, then `build(archives, folder, workers, progress, log) -> counts` the dataset in
-    a temporary folder that appears at `root` when it returns; return the counts."""
+    """Check the archives' roles, then `build(archives, workspace) -> counts` the dataset in a temporary folder
+    that appears at `root` when it returns; return the counts."""
     archives = check_roles(archives, needed, optional, source)
     with assembled_root(root, source, archives) as (folder, counts):
-        counts.update(build(archives, folder, workers, progress, log))
+        counts.update(build(archives, Workspace(folder, workers, progress, log)))
     return counts
-
-
-def unpack(archive: Path, root: Path, role: str, log=print) -> Path:
-    """Unpack `archive` into a scratch folder of the root being assembled; return that folder."""
-    log(f"unpacking {archive}")
-    return extract_into(archive, root / f"{SCRATCH_PREFIX}{role}")
 
 
 def find_folder(top: Path, relative: str, archive: Path) -> Path:
@@ -70,20 +117,68 @@ def find_folder(top: Path, relative: str, archive: Path) -> Path:
     raise ArtifactError(f"{archive}: no {relative}/ folder inside; is it the right archive?")
 
 
-def take_saliency_maps(archive: Path, root: Path, log=print) -> int:
-    """Every PNG of the saliency archive into root/saliency/, by file name (two of one name are an error)."""
-    maps = unpack(archive, root, "saliency", log)
-    (root / "saliency").mkdir()
+def take_saliency_maps(archive: Path, space: Workspace) -> int:
+    """Every PNG of the saliency archive into saliency/ of the workspace, by file name (two of one name are an
+    error naming both members)."""
+    maps = space.unpack(archive, "saliency")
+    (space.folder / "saliency").mkdir()
     taken = 0
     for path in sorted(maps.rglob("*.png")):
-        target = root / "saliency" / path.name
+        target = space.folder / "saliency" / path.name
         if target.exists():
-            raise ArtifactError(f"{archive}: two saliency maps are named {path.name}")
-        os.replace(path, target)
+            raise ArtifactError(f"two saliency maps are named {path.name}: {space.member(target)} and "
+                                f"{space.member(path)}")
+        space.move(path, target)
         taken += 1
     if not taken:
         raise ArtifactError(f"{archive} holds no PNG saliency map")
     return taken
+
+
+def check_image(task: tuple[str, str]) -> tuple[int, int]:
+    """Decode an image (path, how errors name it) fully, as the index will; return its (height, width)."""
+    from .voc import decode_image
+
+    path, shown_as = task
+    return decode_image(path, shown_as, "RGB").shape[:2]
+
+
+def check_mask(task: tuple[str, str, tuple[int, int], str, int]) -> None:
+    """A mask (path, how errors name it, its image's (height, width), how errors name the image, number of
+    classes) decodes as a label map of its image's size with class values or 255."""
+    from .voc import check_label_values, decode_image
+
+    path, shown_as, (height, width), image, num_classes = task
+    label = decode_image(path, shown_as, "label")
+    if label.shape != (height, width):
+        raise ArtifactError(f"{shown_as}: size {label.shape[1]}x{label.shape[0]} differs from its image {image} "
+                            f"({width}x{height})")
+    check_label_values(label, shown_as, num_classes)
+
+
+def check_saliency(task: tuple[str, str, str, str]) -> None:
+    """A saliency map (path, how errors name it, its image's path, how errors name the image) decodes as grey
+    levels of its image's size."""
+    from PIL import Image
+
+    from .voc import decode_image
+
+    path, shown_as, image_path, image = task
+    grey = decode_image(path, shown_as, "L")
+    with Image.open(image_path) as opened:
+        width, height = opened.size
+    if grey.shape != (height, width):
+        raise ArtifactError(f"{shown_as}: size {grey.shape[1]}x{grey.shape[0]} differs from its image {image} "
+                            f"({width}x{height})")
+
+
+def check_saliency_maps(space: Workspace, names: list[str]) -> None:
+    """The saliency maps of the listed images (those the index reads), against their images in JPEGImages/."""
+    root = space.folder
+    tasks = [(str(root / "saliency" / f"{name}.png"), space.member(root / "saliency" / f"{name}.png"),
+              str(root / "JPEGImages" / f"{name}.jpg"), name)
+             for name in names if (root / "saliency" / f"{name}.png").is_file()]
+    run_tasks(check_saliency, tasks, space.workers, space.progress, "saliency maps")
 
 
 def run_tasks(function, tasks: list, workers: int, progress=None, desc: str = "") -> list:

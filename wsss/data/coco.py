@@ -22,7 +22,8 @@ Masks are decoded here, without pycocotools but to exactly its masks (those the 
 is made with): polygons are rasterised by the rule of maskApi.c's rleFrPoly (`polygon_mask`: roughly, the
 pixels whose centres are inside, by the even-odd rule, on a 5x finer grid), RLE (uncompressed `counts`
 lists, as crowd annotations have, and compressed `counts` strings) is decoded following maskApi.c.
-Errors are ArtifactError naming the annotation file and the image, annotation or category at fault.
+Errors are ArtifactError naming the annotation file and the image, annotation or category at fault; how they
+name a file is `convert_split`'s `describe` (the assembly names archive members).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import functools
 import os
 import shutil
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -308,24 +310,24 @@ def image_tags(annotations: list[dict], label_of: dict[int, int]) -> list[int]:
     return sorted({label_of[annotation["category_id"]] - 1 for annotation in annotations})
 
 
-def _read_annotations(annotation_file: Path) -> tuple[dict, dict[int, int], list[str]]:
-    """The instance file's JSON and its category table; errors name the file."""
-    data = read_json(annotation_file)
+def _read_annotations(annotation_file: Path, shown_as: str) -> tuple[dict, dict[int, int], list[str]]:
+    """The instance file's JSON and its category table; errors name the file as `shown_as`."""
+    data = read_json(annotation_file, shown_as)
     if not isinstance(data, dict):
-        raise ArtifactError(f"{annotation_file} is not a COCO instance file (not a JSON object)")
+        raise ArtifactError(f"{shown_as} is not a COCO instance file (not a JSON object)")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise ArtifactError(f"{annotation_file} has no {key!r} list: not a COCO instance file")
+            raise ArtifactError(f"{shown_as} has no {key!r} list: not a COCO instance file")
     try:
         label_of, class_names = category_table(data["categories"])
     except ArtifactError as error:
-        raise ArtifactError(f"{annotation_file}: {error}") from None
+        raise ArtifactError(f"{shown_as}: {error}") from None
     return data, label_of, class_names
 
 
-def _index(data: dict, label_of: dict[int, int], annotation_file: Path) -> tuple[dict[int, dict], dict[int, list]]:
+def _index(data: dict, label_of: dict[int, int], annotation_file: str) -> tuple[dict[int, dict], dict[int, list]]:
     """Images by id and their annotations; a duplicate id or name, or an annotation naming an unknown image
-    or category, is an error naming it."""
+    or category, is an error naming it (and the annotation file as `annotation_file` gives it)."""
     images: dict[int, dict] = {}
     stems: dict[str, int] = {}
     for index, image in enumerate(data["images"]):
@@ -357,33 +359,38 @@ def _index(data: dict, label_of: dict[int, int], annotation_file: Path) -> tuple
     return images, annotations_of
 
 
-def _check_image(path: Path, image: dict, annotation_file: str) -> None:
-    """The image file exists, is a JPEG and has the size the annotation file gives."""
+def _check_image(path: Path, shown_as: str, image: dict, annotation_file: str) -> None:
+    """The image file (named in errors as `shown_as`) exists, is a JPEG that decodes whole (as the index will
+    decode it) and has the size the annotation file gives."""
     if not path.is_file():
-        raise ArtifactError(f"{path} does not exist (image {image['id']} of {annotation_file})")
+        raise ArtifactError(f"{shown_as} does not exist (image {image['id']} of {annotation_file})")
     try:
         with Image.open(path) as opened:
             size, kind = opened.size, opened.format
+            opened.load()
     except (OSError, ValueError, SyntaxError) as error:
-        raise ArtifactError(f"{path} cannot be read (image {image['id']} of {annotation_file}): {error}") from None
+        raise ArtifactError(f"{shown_as} cannot be decoded (truncated or not an image; image {image['id']} of "
+                            f"{annotation_file}): {error}") from None
     if kind != "JPEG":
-        raise ArtifactError(f"{path} is a {kind} file, not a JPEG (image {image['id']} of {annotation_file})")
+        raise ArtifactError(f"{shown_as} is a {kind} file, not a JPEG (image {image['id']} of {annotation_file})")
     if size != (int(image["width"]), int(image["height"])):
-        raise ArtifactError(f"{path}: size {size[0]}x{size[1]} differs from the {image['width']}x{image['height']} "
-                            f"that {annotation_file} gives for image {image['id']}")
+        raise ArtifactError(f"{shown_as}: size {size[0]}x{size[1]} differs from the {image['width']}x"
+                            f"{image['height']} that {annotation_file} gives for image {image['id']}")
 
 
-def _convert_image(task: tuple[dict, list[dict]], image_dir: str, root: str, label_of: dict[int, int],
+def _convert_image(task: tuple[dict, list[dict], str], image_dir: str, root: str, label_of: dict[int, int],
                    annotation_file: str) -> tuple[str, list[int]]:
-    """Check one image and write its class map; return its name and tags (the image is moved later)."""
+    """Check one image (task: the image's record, its annotations, how errors name its file) and write its class
+    map; return its name and tags (the image is moved later)."""
     from .voc import write_label_png
 
-    image, annotations = task
+    image, annotations, shown_as = task
     stem = PurePosixPath(image["file_name"]).stem
-    _check_image(Path(image_dir) / image["file_name"], image, annotation_file)
+    _check_image(Path(image_dir) / image["file_name"], shown_as, image, annotation_file)
     target = Path(root) / "JPEGImages" / f"{stem}.jpg"
     if target.exists():
-        raise ArtifactError(f"{target} exists already (image {image['id']} of {annotation_file}): converted twice?")
+        raise ArtifactError(f"{shown_as}: image {image['id']} of {annotation_file} is named {stem}, as an image "
+                            f"converted before: converted twice?")
     try:
         label = rasterise(image, annotations, label_of)
     except ArtifactError as error:
@@ -401,7 +408,7 @@ def _move(source: Path, target: Path) -> None:
         shutil.move(source, target)  # image_dir on another file system
 
 
-def _check_classes(path: Path, class_names: list[str], annotation_file: Path) -> None:
+def _check_classes(path: Path, class_names: list[str], annotation_file: str) -> None:
     """An existing classes.txt (from another split) must list the same classes."""
     from .voc import read_name_list
 
@@ -409,12 +416,13 @@ def _check_classes(path: Path, class_names: list[str], annotation_file: Path) ->
     if listed != class_names:
         at = next((i for i, (a, b) in enumerate(zip(listed, class_names, strict=False)) if a != b),
                   min(len(listed), len(class_names)))
-        raise ArtifactError(f"{path} lists {len(listed)} classes, {annotation_file} has {len(class_names)}, and they "
-                            f"differ from position {at} on ({listed[at:at + 2]} vs {class_names[at:at + 2]})")
+        raise ArtifactError(f"the split converted before (its {path.name}) has {len(listed)} classes, "
+                            f"{annotation_file} has {len(class_names)}, and they differ from position {at} on "
+                            f"({listed[at:at + 2]} vs {class_names[at:at + 2]})")
 
 
 def convert_split(annotation_file: str | os.PathLike, image_dir: str | os.PathLike, root: str | os.PathLike,
-                  split: str, workers: int = 1, progress=None) -> dict:
+                  split: str, workers: int = 1, progress=None, describe: Callable[[Path], str] = str) -> dict:
     """Convert one COCO split into the VOC layout under `root`; return counts (images listed, left out,
     annotations used).
 
@@ -426,23 +434,25 @@ def convert_split(annotation_file: str | os.PathLike, image_dir: str | os.PathLi
 
     `root` is meant to be a temporary folder that appears as a whole (the class maps are not written
     atomically). `workers` > 1 rasterises in a process pool; `progress` is a tqdm-like factory or None.
+    `describe` gives how errors name the annotation file and an image file (default: the path).
     """
     from .voc import write_class_list
 
     annotation_file, image_dir, root = Path(annotation_file), Path(image_dir), Path(root)
-    data, label_of, class_names = _read_annotations(annotation_file)
-    images, annotations_of = _index(data, label_of, annotation_file)
+    annotation_name = describe(annotation_file)
+    data, label_of, class_names = _read_annotations(annotation_file, annotation_name)
+    images, annotations_of = _index(data, label_of, annotation_name)
     classes_path = root / "classes.txt"
     if classes_path.exists():
-        _check_classes(classes_path, class_names, annotation_file)
+        _check_classes(classes_path, class_names, annotation_name)
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / folder).mkdir(parents=True, exist_ok=True)
 
     kept = sorted((image for image in images.values() if image["id"] in annotations_of),
                   key=lambda image: PurePosixPath(image["file_name"]).stem)
-    tasks = [(image, annotations_of[image["id"]]) for image in kept]
+    tasks = [(image, annotations_of[image["id"]], describe(image_dir / image["file_name"])) for image in kept]
     convert = functools.partial(_convert_image, image_dir=str(image_dir), root=str(root), label_of=label_of,
-                                annotation_file=str(annotation_file))
+                                annotation_file=annotation_name)
     bar = progress(total=len(tasks), desc=f"{split}: class maps") if progress else None
     tags: dict[str, list[int]] = {}
     try:

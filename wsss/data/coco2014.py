@@ -10,7 +10,9 @@ The archives, by role (config key `dataset.archives`, each naming an entry of `d
 The root gets splits `train` and `val` (the images with at least one annotated object: 82,081 and 40,137),
 their class masks rasterised from the instances by `coco.py`'s overlap rule, their tags (the categories
 annotated) and classes.txt (background and the 80 categories in COCO's id order). An image's name is its file
-name without `.jpg` (COCO_train2014_000000000009).
+name without `.jpg` (COCO_train2014_000000000009). Each listed image is decoded whole and checked against the
+size its annotation gives, and a listed image's saliency map must decode at its image's size (the index's
+checks, made here so that a bad member fails the assembly); an error names the archive and the member.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from pathlib import Path
 from ..artifacts import ArtifactError
 from ..config import ARCHIVE_ROLES
 from . import assembly
-from .assembly import find_folder, take_saliency_maps, unpack
+from .assembly import Workspace, check_saliency_maps, find_folder, take_saliency_maps
 from .coco import convert_split
+from .voc import read_name_list
 
 NEEDED_ARCHIVES, OPTIONAL_ARCHIVES = ARCHIVE_ROLES["coco2014"]
 SPLITS = {"train": ("train_images", "train2014"), "val": ("val_images", "val2014")}
@@ -35,8 +38,9 @@ def assemble(archives: dict[str, str | os.PathLike], root: str | os.PathLike, wo
                              progress, log)
 
 
-def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress, log) -> dict:
-    annotations = find_folder(unpack(archives["annotations"], root, "annotations", log), "annotations",
+def _assemble_into(archives: dict[str, Path], space: Workspace) -> dict:
+    root = space.folder
+    annotations = find_folder(space.unpack(archives["annotations"], "annotations"), "annotations",
                               archives["annotations"])
     for _, folder_name in SPLITS.values():  # both, before the large image archives are unpacked
         if not (annotations / f"instances_{folder_name}.json").is_file():
@@ -44,12 +48,17 @@ def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress
     counts = {"splits": {}, "left_out": {}, "annotations_used": {}}
     for split, (role, folder_name) in SPLITS.items():
         annotation_file = annotations / f"instances_{folder_name}.json"
-        images = find_folder(unpack(archives[role], root, role, log), folder_name, archives[role])
-        log(f"rasterising {annotation_file.name} ({split})")
-        converted = convert_split(annotation_file, images, root, split, workers=workers, progress=progress)
+        images = find_folder(space.unpack(archives[role], role), folder_name, archives[role])
+        space.log(f"rasterising {annotation_file.name} ({split})")
+        converted = convert_split(annotation_file, images, root, split, workers=space.workers,
+                                  progress=space.progress, describe=space.member)
         counts["splits"][split] = converted["images_listed"]
         counts["left_out"][split] = converted["images_left_out"]
         counts["annotations_used"][split] = converted["annotations_used"]
-    counts["saliency_maps"] = take_saliency_maps(archives["saliency"], root, log) if "saliency" in archives else 0
-    log(f"COCO 2014 assembled: {counts}")
+    counts["saliency_maps"] = 0
+    if "saliency" in archives:
+        counts["saliency_maps"] = take_saliency_maps(archives["saliency"], space)
+        listed = [read_name_list(root / "ImageSets" / "Segmentation" / f"{split}.txt") for split in SPLITS]
+        check_saliency_maps(space, sorted(set().union(*listed)))
+    space.log(f"COCO 2014 assembled: {counts}")
     return counts

@@ -119,11 +119,13 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
     return decode_image(path, path, "L")
 
 
-def read_name_list(path: str | os.PathLike) -> list[str]:
-    """One name a line (the first field); a name listed twice is an error naming the file and the lines."""
+def read_name_list(path: str | os.PathLike, shown_as: str | None = None) -> list[str]:
+    """One name a line (the first field); a name listed twice is an error naming the file (`shown_as`, else its
+    path) and the lines."""
     path = Path(path)
+    shown_as = shown_as or str(path)
     if not path.is_file():
-        raise ArtifactError(f"list file {path} does not exist")
+        raise ArtifactError(f"list file {shown_as} does not exist")
     names, first_line = [], {}
     with open(path) as handle:
         for line_number, line in enumerate(handle, 1):
@@ -131,7 +133,7 @@ def read_name_list(path: str | os.PathLike) -> list[str]:
             if not fields:
                 continue
             if fields[0] in first_line:
-                raise ArtifactError(f"{path}:{line_number}: {fields[0]!r} is listed twice (first on line "
+                raise ArtifactError(f"{shown_as}:{line_number}: {fields[0]!r} is listed twice (first on line "
                                     f"{first_line[fields[0]]})")
             first_line[fields[0]] = line_number
             names.append(fields[0])

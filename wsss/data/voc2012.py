@@ -21,7 +21,9 @@ What `assemble` writes (the layout of `voc.py`):
 - `saliency/`: the maps, by file name.
 - `prepared.json`: the counts and which archive gave what.
 
-Every listed image must exist and every converted mask must have its image's size; an error names the file.
+Every listed image must exist and decode, every mask (VOC's and SBD's) must have its image's size and class values,
+and a listed image's saliency map must decode at its image's size: the index's checks, made here so that a bad
+member fails the assembly. An error names the archive and the member (`assembly.Workspace.member`).
 The root appears as a whole only when all of it is written (a failed run leaves nothing a rerun would take as
 done), and the archives' contents are unpacked into scratch folders inside it, refused member by member if
 they would land outside (`download.extract_into`).
@@ -35,76 +37,69 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import numpy as np
-from PIL import Image
 
 from ..artifacts import ArtifactError, write_lines
 from ..config import ARCHIVE_ROLES
 from . import assembly
-from .assembly import find_folder, run_tasks, take_saliency_maps, unpack
+from .assembly import (Workspace, check_image, check_mask, check_saliency_maps, find_folder, run_tasks,
+                       take_saliency_maps)
 from .voc import VOC_CLASSES, check_label_values, read_name_list, write_class_list, write_label_png
 
 NEEDED_ARCHIVES, OPTIONAL_ARCHIVES = ARCHIVE_ROLES["voc2012"]
 SPLITS_WITH_TAGS = ("train_aug", "train", "val")
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the image's header; an error names the file."""
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except FileNotFoundError:
-        raise ArtifactError(f"{path} does not exist") from None
-    except (OSError, ValueError) as error:
-        raise ArtifactError(f"{path} cannot be read: {error}") from None
-
-
-def read_sbd_mask(path: Path) -> np.ndarray:
-    """SBD's class mask (`GTcls.Segmentation` in a MATLAB file) as (H, W) uint8 labels."""
+def read_sbd_mask(path: Path, shown_as: str | None = None) -> np.ndarray:
+    """SBD's class mask (`GTcls.Segmentation` in a MATLAB file) as (H, W) uint8 labels; errors name the file as
+    `shown_as` (else its path)."""
     from scipy.io import loadmat
     from scipy.io.matlab import MatReadError
 
+    shown_as = shown_as or str(path)
     try:
         record = loadmat(path, squeeze_me=True, struct_as_record=False)["GTcls"]
         label = np.asarray(record.Segmentation)
     except (OSError, ValueError, KeyError, AttributeError, TypeError, MatReadError) as error:
-        raise ArtifactError(f"{path} is not an SBD class mask (GTcls.Segmentation): {error}") from None
+        raise ArtifactError(f"{shown_as} is not an SBD class mask (GTcls.Segmentation): {error}") from None
     if label.ndim != 2:
-        raise ArtifactError(f"{path}: GTcls.Segmentation has shape {label.shape}, expected a 2-D mask")
+        raise ArtifactError(f"{shown_as}: GTcls.Segmentation has shape {label.shape}, expected a 2-D mask")
     return label
 
 
-def convert_sbd_mask(task: tuple[str, str, str]) -> None:
-    """One SBD `.mat` mask to a palette PNG, checked against its image's size and the classes."""
-    mat_path, image_path, png_path = map(Path, task)
-    label = read_sbd_mask(mat_path)
-    height, width = image_size(image_path)
+def convert_sbd_mask(task: tuple[str, str, tuple[int, int], str, str]) -> None:
+    """One SBD `.mat` mask (path, how errors name it, its image's (height, width), how errors name the image,
+    the PNG to write) to a palette PNG, checked against its image's size and the classes."""
+    mat_path, shown_as, (height, width), image, png_path = task
+    label = read_sbd_mask(Path(mat_path), shown_as)
     if label.shape != (height, width):
-        raise ArtifactError(f"{mat_path}: mask size {label.shape[1]}x{label.shape[0]} differs from its image "
-                            f"{image_path} ({width}x{height})")
-    check_label_values(label, mat_path, len(VOC_CLASSES))
+        raise ArtifactError(f"{shown_as}: mask size {label.shape[1]}x{label.shape[0]} differs from its image "
+                            f"{image} ({width}x{height})")
+    check_label_values(label, shown_as, len(VOC_CLASSES))
     write_label_png(png_path, label.astype(np.uint8), atomic=False)
 
 
-def read_xml_tags(path: Path) -> list[int]:
-    """0-based foreground classes of the objects in a VOC XML annotation."""
+def read_xml_tags(path: Path, shown_as: str | None = None) -> list[int]:
+    """0-based foreground classes of the objects in a VOC XML annotation; errors name it as `shown_as` (else its
+    path)."""
+    shown_as = shown_as or str(path)
     try:
         tree = ElementTree.parse(path)
     except FileNotFoundError:
-        raise ArtifactError(f"annotation {path} does not exist: the image's tags come from it") from None
+        raise ArtifactError(f"annotation {shown_as} does not exist: the image's tags come from it") from None
     except ElementTree.ParseError as error:
-        raise ArtifactError(f"annotation {path} cannot be parsed: {error}") from None
+        raise ArtifactError(f"annotation {shown_as} cannot be parsed: {error}") from None
     classes = set()
     for element in tree.getroot().iter("object"):
         name = (element.findtext("name") or "").strip()
         if name not in VOC_CLASSES[1:]:
-            raise ArtifactError(f"annotation {path}: object class {name!r} is not one of VOC's 20 classes")
+            raise ArtifactError(f"annotation {shown_as}: object class {name!r} is not one of VOC's 20 classes")
         classes.add(VOC_CLASSES.index(name) - 1)
     if not classes:
-        raise ArtifactError(f"annotation {path} names no object: an image of a training split needs a tag")
+        raise ArtifactError(f"annotation {shown_as} names no object: an image of a training split needs a tag")
     return sorted(classes)
 
 
-def move_files(source: Path, destination: Path, pattern: str) -> int:
+def move_files(source: Path, destination: Path, pattern: str, space: Workspace) -> int:
     """Move the files matching `pattern` from `source` into `destination`; a name already there is an error
     (two archives must not disagree about one image)."""
     destination.mkdir(parents=True, exist_ok=True)
@@ -112,14 +107,15 @@ def move_files(source: Path, destination: Path, pattern: str) -> int:
     for path in sorted(source.glob(pattern)):
         target = destination / path.name
         if target.exists():
-            raise ArtifactError(f"{path.name} comes from two archives ({path} and an earlier one); refusing to "
-                                f"choose")
-        os.replace(path, target)
+            raise ArtifactError(f"{path.name} comes from two archives ({space.member(target)} and "
+                                f"{space.member(path)}); refusing to choose")
+        space.move(path, target)
         moved += 1
     return moved
 
 
-def check_listed_images(root: Path, names: list[str], list_file: Path) -> None:
+def check_listed_images(root: Path, names: list[str], list_file: str) -> None:
+    """Every image `list_file` (as errors name it) lists is in JPEGImages/."""
     for name in names:
         if not (root / "JPEGImages" / f"{name}.jpg").is_file():
             raise ArtifactError(f"{list_file} names {name}, but no image {name}.jpg is in the archives")
@@ -132,40 +128,76 @@ def assemble(archives: dict[str, str | os.PathLike], root: str | os.PathLike, wo
                              progress, log)
 
 
-def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress, log) -> dict:
-    sets = root / "ImageSets" / "Segmentation"
-    sets.mkdir(parents=True)
-    voc = find_folder(unpack(archives["trainval"], root, "trainval", log), "VOC2012", archives["trainval"])
+def _take_trainval(archive: Path, space: Workspace) -> dict[str, list[str]]:
+    """VOC's images, masks and annotations into the root; its train and val lists, checked."""
+    root = space.folder
+    voc = find_folder(space.unpack(archive, "trainval"), "VOC2012", archive)
     for folder in ("JPEGImages", "SegmentationClass", "Annotations"):
         if not (voc / folder).is_dir():
-            raise ArtifactError(f"{archives['trainval']}: VOC2012/{folder}/ is missing")
-        os.replace(voc / folder, root / folder)
+            raise ArtifactError(f"{archive}: VOC2012/{folder}/ is missing")
+        space.move(voc / folder, root / folder)
     splits = {}
     for split in ("train", "val"):
-        list_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
-        splits[split] = read_name_list(list_file)
+        list_file = space.member(voc / "ImageSets" / "Segmentation" / f"{split}.txt")
+        splits[split] = read_name_list(voc / "ImageSets" / "Segmentation" / f"{split}.txt", list_file)
         check_listed_images(root, splits[split], list_file)
         for name in splits[split]:
             if not (root / "SegmentationClass" / f"{name}.png").is_file():
                 raise ArtifactError(f"{list_file} names {name}, but SegmentationClass/{name}.png is missing")
+    return splits
 
-    if "test" in archives:
-        test = find_folder(unpack(archives["test"], root, "test", log), "VOC2012", archives["test"])
-        move_files(test / "JPEGImages", root / "JPEGImages", "*.jpg")
-        list_file = test / "ImageSets" / "Segmentation" / "test.txt"
-        splits["test"] = read_name_list(list_file)
-        check_listed_images(root, splits["test"], list_file)
 
-    sbd = find_folder(unpack(archives["sbd"], root, "sbd", log), "dataset", archives["sbd"])
-    sbd_lists = {split: read_name_list(sbd / f"{split}.txt") for split in ("train", "val")}
-    sbd_names = sorted(set(sbd_lists["train"]) | set(sbd_lists["val"]))
+def _take_test(archive: Path, space: Workspace) -> list[str]:
+    """The test images beside the others; the test list, checked."""
+    test = find_folder(space.unpack(archive, "test"), "VOC2012", archive)
+    move_files(test / "JPEGImages", space.folder / "JPEGImages", "*.jpg", space)
+    list_file = test / "ImageSets" / "Segmentation" / "test.txt"
+    names = read_name_list(list_file, space.member(list_file))
+    check_listed_images(space.folder, names, space.member(list_file))
+    return names
+
+
+def _take_sbd_images(archive: Path, space: Workspace) -> tuple[Path, dict[str, list[str]], int]:
+    """SBD's folder, its train and val lists (checked) and how many of its images VOC lacked (taken from SBD)."""
+    root = space.folder
+    sbd = find_folder(space.unpack(archive, "sbd"), "dataset", archive)
+    lists = {split: read_name_list(sbd / f"{split}.txt", space.member(sbd / f"{split}.txt"))
+             for split in ("train", "val")}
     added = 0
-    for name in sbd_names:  # SBD's images are VOC's; one VOC lacks is taken from SBD
+    for name in sorted(set(lists["train"]) | set(lists["val"])):  # SBD's images are VOC's; one VOC lacks is SBD's
         if not (root / "JPEGImages" / f"{name}.jpg").exists() and (sbd / "img" / f"{name}.jpg").is_file():
-            os.replace(sbd / "img" / f"{name}.jpg", root / "JPEGImages" / f"{name}.jpg")
+            space.move(sbd / "img" / f"{name}.jpg", root / "JPEGImages" / f"{name}.jpg")
             added += 1
-    for split, names in sbd_lists.items():
-        check_listed_images(root, names, sbd / f"{split}.txt")
+    for split, names in lists.items():
+        check_listed_images(root, names, space.member(sbd / f"{split}.txt"))
+    return sbd, lists, added
+
+
+def _check_images(names: list[str], space: Workspace) -> dict[str, tuple[int, int]]:
+    """Every listed image decoded, as the index will; their (height, width)."""
+    paths = [space.folder / "JPEGImages" / f"{name}.jpg" for name in names]
+    shapes = run_tasks(check_image, [(str(path), space.member(path)) for path in paths], space.workers,
+                       space.progress, "images")
+    return dict(zip(names, shapes))
+
+
+def _assemble_into(archives: dict[str, Path], space: Workspace) -> dict:
+    root = space.folder
+    sets = root / "ImageSets" / "Segmentation"
+    sets.mkdir(parents=True)
+    splits = _take_trainval(archives["trainval"], space)
+    if "test" in archives:
+        splits["test"] = _take_test(archives["test"], space)
+    sbd, sbd_lists, added = _take_sbd_images(archives["sbd"], space)
+    sbd_names = sorted(set(sbd_lists["train"]) | set(sbd_lists["val"]))
+    shapes = _check_images(sorted(set(sbd_names).union(*splits.values())), space)
+
+    def image(name):
+        return space.member(root / "JPEGImages" / f"{name}.jpg")
+
+    voc_masks = [root / "SegmentationClass" / f"{name}.png" for name in splits["train"] + splits["val"]]
+    run_tasks(check_mask, [(str(path), space.member(path), shapes[path.stem], image(path.stem), len(VOC_CLASSES))
+                           for path in voc_masks], space.workers, space.progress, "VOC masks")
     aug = root / "SegmentationClassAug"
     aug.mkdir()
     tasks = []
@@ -173,8 +205,8 @@ def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress
         mat = sbd / "cls" / f"{name}.mat"
         if not mat.is_file():
             raise ArtifactError(f"{archives['sbd']}: SBD lists {name}, but cls/{name}.mat is missing")
-        tasks.append((str(mat), str(root / "JPEGImages" / f"{name}.jpg"), str(aug / f"{name}.png")))
-    run_tasks(convert_sbd_mask, tasks, workers, progress, "SBD masks")
+        tasks.append((str(mat), space.member(mat), shapes[name], image(name), str(aug / f"{name}.png")))
+    run_tasks(convert_sbd_mask, tasks, space.workers, space.progress, "SBD masks")
     for name in splits["train"] + splits["val"]:  # VOC's own, finer mask wins
         shutil.copyfile(root / "SegmentationClass" / f"{name}.png", aug / f"{name}.png")
 
@@ -182,10 +214,16 @@ def _assemble_into(archives: dict[str, Path], root: Path, workers: int, progress
     for split, names in splits.items():
         write_lines(sets / f"{split}.txt", names)
     for split in SPLITS_WITH_TAGS:
-        write_class_list(sets / f"{split}_cls.txt",
-                         {name: read_xml_tags(root / "Annotations" / f"{name}.xml") for name in splits[split]})
-    saliency = take_saliency_maps(archives["saliency"], root, log) if "saliency" in archives else 0
+        tags = {}
+        for name in splits[split]:
+            xml = root / "Annotations" / f"{name}.xml"
+            tags[name] = read_xml_tags(xml, space.member(xml))
+        write_class_list(sets / f"{split}_cls.txt", tags)
+    saliency = 0
+    if "saliency" in archives:
+        saliency = take_saliency_maps(archives["saliency"], space)
+        check_saliency_maps(space, sorted(shapes))
     counts = {"splits": {split: len(names) for split, names in splits.items()}, "sbd_masks": len(tasks),
               "images_from_sbd": added, "saliency_maps": saliency}
-    log(f"VOC 2012 assembled: {counts}")
+    space.log(f"VOC 2012 assembled: {counts}")
     return counts
