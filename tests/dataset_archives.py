@@ -4,7 +4,7 @@ server on 127.0.0.1 that serves them (Range requests, a cut on demand).
 
 In the VOC archives the built-in classes are named as VOC's first classes in the XML annotations, so the
 assembled root is a 21-class VOC dataset in which those classes are the ones present. In the COCO archives each
-class region of an image is one instance, its mask an RLE, under category ids with gaps.
+class region of an image is one instance, its mask an RLE, under COCO categories (ids with gaps, COCO's names).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsss.data.coco import COCO_CATEGORIES
 from wsss.data.voc import VOC_CLASSES, read_label_png, read_name_list, tags_from_label
 
 
@@ -235,7 +236,7 @@ def rle_counts(mask: np.ndarray) -> list[int]:
     return [0, *counts] if flat[0] else counts
 
 
-COCO_IDS = (1, 3, 7, 18, 44, 90)  # COCO's ids have gaps; the built-in classes take these
+COCO_IDS = (1, 3, 7, 18, 44, 90)  # COCO's ids have gaps; the built-in classes take these, and COCO's names
 
 
 class COCOArchives:
@@ -246,7 +247,8 @@ class COCOArchives:
         self.source = Path(source)
         self.splits = {split: read_name_list(self.source / f"ImageSets/Segmentation/{split}.txt")
                        for split in ("train", "val")}
-        self.class_names = read_name_list(self.source / "classes.txt")[1:]
+        built_in = read_name_list(self.source / "classes.txt")[1:]
+        self.class_names = [COCO_CATEGORIES[category_id] for category_id in COCO_IDS[:len(built_in)]]
 
     def coco_name(self, split: str, index: int) -> str:
         return f"COCO_{split}2014_{index + 1:012d}"

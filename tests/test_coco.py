@@ -232,7 +232,7 @@ def test_rasterise_names_the_annotation_with_an_unknown_category():
 
 # --- convert_split ---
 
-CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}, {"id": 44, "name": "wine glass"}]
+CATEGORIES = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}, {"id": 46, "name": "wine glass"}]
 
 
 def _make_split(tmp_path, images, annotations, sizes=None, name="instances_train.json", missing=()):
@@ -261,7 +261,7 @@ def _annotations():
     crowd[15:, :] = True
     return [
         {"id": 1, "image_id": 9, "category_id": 1, "iscrowd": 0, "area": 60.0, "segmentation": _square(0, 0, 9, 5)},
-        {"id": 2, "image_id": 9, "category_id": 44, "iscrowd": 0, "area": 4.0, "segmentation": _square(2, 2, 3, 3)},
+        {"id": 2, "image_id": 9, "category_id": 46, "iscrowd": 0, "area": 4.0, "segmentation": _square(2, 2, 3, 3)},
         {"id": 3, "image_id": 25, "category_id": 18, "iscrowd": 0, "area": 20.0, "segmentation": _square(1, 1, 4, 5)},
         {"id": 4, "image_id": 25, "category_id": 1, "iscrowd": 1, "area": 60.0,
          "segmentation": {"size": [20, 12], "counts": counts_to_string(encode_counts(crowd))}},
@@ -297,7 +297,7 @@ def test_convert_split_end_to_end(tmp_path):
 
     names = ["COCO_train2014_000000000009", "COCO_train2014_000000000025"]
     assert read_name_list(root / "ImageSets/Segmentation/train.txt") == names
-    # labels: person (id 1) 1, dog (id 18) 2, wine glass (id 44) 3; tags 0-based
+    # labels: person (id 1) 1, dog (id 18) 2, wine glass (id 46) 3; tags 0-based
     assert read_class_list(root / "ImageSets/Segmentation/train_cls.txt") == {names[0]: [0, 2], names[1]: [0, 1]}
     assert read_name_list(root / "classes.txt") == ["background", "person", "dog", "wine_glass"]
 

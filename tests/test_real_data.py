@@ -308,6 +308,20 @@ def test_a_coco_saliency_map_of_another_size_fails_the_assembly_naming_the_membe
     assert names_no_temporary(str(error.value)) and sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
 
 
+@pytest.mark.parametrize("category, says", [
+    ({"id": 12, "name": "street sign"}, "category id 12 ('street sign') is not one of COCO's 80 thing categories"),
+    ({"id": 3, "name": "automobile"}, "category id 3 is named 'automobile'; COCO's category 3 is 'car'"),
+])
+def test_a_category_that_is_not_one_of_cocos_80_is_refused_by_id_name_and_file(coco_source, tmp_path, category,
+                                                                                  says):
+    instances = coco_source.instances("val")
+    instances["categories"] = [c for c in instances["categories"] if c["id"] != category["id"]] + [category]
+    member = "annotations/instances_val2014.json"
+    message = coco_assemble_fails(tmp_path, coco_source, "annotations_trainval2014.zip", member,
+                                  json.dumps(instances).encode())
+    assert f"annotations_trainval2014.zip: member {member}: {says}" in message
+
+
 def zip_of(members):
     from dataset_archives import zip_bytes
 

@@ -6,7 +6,8 @@ ImageSets/Segmentation/SPLIT.txt and SPLIT_cls.txt (names and 0-based foreground
 
 Classes: the 80 categories, ordered by COCO id (1..90 with gaps), become labels 1..80; 0 is background.
 Names with spaces ("traffic light") are written with underscores ("traffic_light"), as the layout's
-lists are split on whitespace.
+lists are split on whitespace. A category that is not one of COCO's 80 (`COCO_CATEGORIES`: an id COCO does
+not use, or another name for its id) is refused, naming it and the annotation file; a file may list fewer.
 
 Overlap rule, for each image's class map:
   1. crowd regions (iscrowd=1) are painted 255 (ignore) first;
@@ -42,6 +43,20 @@ from ..artifacts import ArtifactError, read_json, write_lines
 
 IGNORE_INDEX = 255
 BACKGROUND = "background"
+COCO_CATEGORIES = {  # COCO's 80 thing categories by id, as instances_{train,val}2014.json list them
+    1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 5: "airplane", 6: "bus", 7: "train", 8: "truck", 9: "boat",
+    10: "traffic light", 11: "fire hydrant", 13: "stop sign", 14: "parking meter", 15: "bench", 16: "bird",
+    17: "cat", 18: "dog", 19: "horse", 20: "sheep", 21: "cow", 22: "elephant", 23: "bear", 24: "zebra",
+    25: "giraffe", 27: "backpack", 28: "umbrella", 31: "handbag", 32: "tie", 33: "suitcase", 34: "frisbee",
+    35: "skis", 36: "snowboard", 37: "sports ball", 38: "kite", 39: "baseball bat", 40: "baseball glove",
+    41: "skateboard", 42: "surfboard", 43: "tennis racket", 44: "bottle", 46: "wine glass", 47: "cup", 48: "fork",
+    49: "knife", 50: "spoon", 51: "bowl", 52: "banana", 53: "apple", 54: "sandwich", 55: "orange", 56: "broccoli",
+    57: "carrot", 58: "hot dog", 59: "pizza", 60: "donut", 61: "cake", 62: "chair", 63: "couch",
+    64: "potted plant", 65: "bed", 67: "dining table", 70: "toilet", 72: "tv", 73: "laptop", 74: "mouse",
+    75: "remote", 76: "keyboard", 77: "cell phone", 78: "microwave", 79: "oven", 80: "toaster", 81: "sink",
+    82: "refrigerator", 84: "book", 85: "clock", 86: "vase", 87: "scissors", 88: "teddy bear", 89: "hair drier",
+    90: "toothbrush",
+}
 
 
 def category_table(categories: list[dict]) -> tuple[dict[int, int], list[str]]:
@@ -76,6 +91,19 @@ def category_table(categories: list[dict]) -> tuple[dict[int, int], list[str]]:
             raise ArtifactError(f"category ids {first_of[name]} and {category_id} have the same name {name!r}")
         first_of[name] = category_id
     return {category_id: label for label, category_id in enumerate(ids, 1)}, [BACKGROUND] + list(first_of)
+
+
+def check_coco_categories(categories: list[dict]) -> None:
+    """Every category (checked by `category_table` first) is one of COCO's 80: its id is one COCO uses and its
+    name is COCO's for that id (whitespace aside); an error names the category's id and name."""
+    for category in categories:
+        category_id, name = category["id"], " ".join(str(category["name"]).split())
+        if category_id not in COCO_CATEGORIES:
+            raise ArtifactError(f"category id {category_id} ({name!r}) is not one of COCO's 80 thing categories "
+                                f"(ids 1..90, with gaps)")
+        if name != COCO_CATEGORIES[category_id]:
+            raise ArtifactError(f"category id {category_id} is named {name!r}; COCO's category {category_id} is "
+                                f"{COCO_CATEGORIES[category_id]!r}")
 
 
 def _check_size(segmentation: dict, height: int, width: int) -> None:
@@ -311,7 +339,8 @@ def image_tags(annotations: list[dict], label_of: dict[int, int]) -> list[int]:
 
 
 def _read_annotations(annotation_file: Path, shown_as: str) -> tuple[dict, dict[int, int], list[str]]:
-    """The instance file's JSON and its category table; errors name the file as `shown_as`."""
+    """The instance file's JSON and its category table (COCO's categories only); errors name the file as
+    `shown_as`."""
     data = read_json(annotation_file, shown_as)
     if not isinstance(data, dict):
         raise ArtifactError(f"{shown_as} is not a COCO instance file (not a JSON object)")
@@ -320,6 +349,7 @@ def _read_annotations(annotation_file: Path, shown_as: str) -> tuple[dict, dict[
             raise ArtifactError(f"{shown_as} has no {key!r} list: not a COCO instance file")
     try:
         label_of, class_names = category_table(data["categories"])
+        check_coco_categories(data["categories"])
     except ArtifactError as error:
         raise ArtifactError(f"{shown_as}: {error}") from None
     return data, label_of, class_names
