@@ -10,7 +10,7 @@ from wsss.cam_store import cam_names, gather_cams, read_cams
 from wsss.data.voc import VOCLayout, read_label_png
 from wsss.evaluate import evaluate_cams, evaluate_label_maps
 from wsss.train_classifier import train_classifier
-from wsss.inference import predict
+from wsss.inference import class_probabilities, predict
 from wsss.train_segmentation import train_segmentation
 
 from conftest import Killed, kill_after_first_checkpoint, tiny_settings
@@ -144,9 +144,48 @@ def test_segmentation_trains_resumes_identically_and_predicts(tiny_dataset, tmp_
     metrics = evaluate_label_maps(paths, tiny_dataset, "val", "segmentation")
     assert 0.0 <= metrics["miou"] <= 1.0
     # with the CRF: the same predictions whether one process or a pool of two CRF them
-    one = predict(tmp_path / "full.pt", tiny_dataset, "val", settings, tmp_path / "crf1", settings["crf"])
-    pool = predict(tmp_path / "full.pt", tiny_dataset, "val", settings, tmp_path / "crf2", settings["crf"], workers=2)
+    crf = settings["segmentation"]["crf"]
+    one = predict(tmp_path / "full.pt", tiny_dataset, "val", settings, tmp_path / "crf1", crf)
+    pool = predict(tmp_path / "full.pt", tiny_dataset, "val", settings, tmp_path / "crf2", crf, workers=2)
     assert all(np.array_equal(read_label_png(one[name]), read_label_png(pool[name])) for name in one)
+
+
+def tiny_deeplab():
+    from wsss.models.deeplab import build_deeplab
+
+    torch.manual_seed(0)
+    settings = tiny_settings()["segmentation"]
+    return build_deeplab({**settings, "backbone": {**settings["backbone"], "name": "resnet"}}, 4).eval()
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_multiscale_prediction_fuses_the_per_scale_predictions(flip):
+    """mean: the average of the per-scale (and flipped) softmax predictions, each resized to the image; max: the
+    softmax of the pixel-wise maximum of those logits. Computed here by hand, one scale at a time."""
+    model = tiny_deeplab()
+    images = torch.randn(2, 3, 40, 48, generator=torch.Generator().manual_seed(1))
+    scales = (1.0, 0.5, 0.75)
+    compute, device = {"precision": "fp32"}, torch.device("cpu")
+    logits = []
+    with torch.no_grad():
+        for scale in scales:
+            views = [images] + ([images.flip(-1)] if flip else [])
+            for view_index, view in enumerate(views):
+                scaled = torch.nn.functional.interpolate(view, size=(int(40 * scale), int(48 * scale)),
+                                                         mode="bilinear", align_corners=False)
+                out = torch.nn.functional.interpolate(model(scaled), size=(40, 48), mode="bilinear",
+                                                      align_corners=False)
+                logits.append(out.flip(-1) if view_index else out)
+        mean = class_probabilities(model, images, compute, device, scales, flip, "mean")
+        maximum = class_probabilities(model, images, compute, device, scales, flip, "max")
+        single = class_probabilities(model, images, compute, device, (1.0,), False, "mean")
+    by_hand_mean = torch.stack([out.softmax(1) for out in logits]).mean(0)
+    by_hand_max = torch.stack(logits).max(0).values.softmax(1)
+    torch.testing.assert_close(mean, by_hand_mean)
+    torch.testing.assert_close(maximum, by_hand_max)
+    torch.testing.assert_close(single, logits[0].softmax(1))
+    assert not torch.allclose(mean, single, atol=1e-4)  # the other scales do count
+    assert mean.shape == (2, 4, 40, 48)
 
 
 def test_frozen_batchnorm_keeps_its_statistics_and_parameters(tiny_dataset, tmp_path):

@@ -59,7 +59,7 @@ rule evaluate_segmentation:
     wildcard_constraints:
         split=names_regex(SEGMENTATION_SPLITS),
     params:
-        settings=settings("segmentation", "crf"),
+        settings=settings("segmentation"),
         split=lambda wildcards: wildcards.split,
         code_version=code("evaluate_segmentation.py"),
     threads: threads("predict")
@@ -90,7 +90,7 @@ if not TEST_LABELLED:
             figure=report(f"{EXP}/figures/predictions_{TEST_SPLIT}.png", caption="../report/test_predictions.rst",
                           category="DeepLab-v2", subcategory="{experiment}"),
         params:
-            settings=settings("segmentation", "crf"),
+            settings=settings("segmentation"),
             split=TEST_SPLIT,
             code_version=code("predict_test.py"),
         threads: threads("predict")

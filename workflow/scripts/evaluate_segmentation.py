@@ -7,10 +7,10 @@ from wsss.cli import parse_stage_args, run_record, stage_parser
 from wsss.data.voc import open_layout
 from wsss.evaluate import evaluate_label_maps
 from wsss.figures import label_grid
-from wsss.inference import predict
+from wsss.inference import predict, prediction_scales
 from wsss.runtime import log
 
-parser = stage_parser(__doc__, ("segmentation", "crf"))
+parser = stage_parser(__doc__, ("segmentation",))
 parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")
 parser.add_argument("--dataset", required=True)
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
@@ -20,10 +20,11 @@ parser.add_argument("--out", required=True, help="output: metrics (.json)")
 parser.add_argument("--figure", required=True, help="output: predictions beside the truth (.png)")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 layout = open_layout(args.dataset, args.manifest)
-crf = settings["crf"] if settings["segmentation"]["eval_crf"] else None
+crf = settings["segmentation"]["crf"] if settings["segmentation"]["eval_crf"] else None
 paths = predict(args.model, layout, args.split, settings, args.predictions, crf, workers=max(1, args.threads))
 metrics = evaluate_label_maps(paths, layout, args.split, "segmentation")
 metrics["crf_post_processing"] = crf is not None
+metrics["multi_scale"] = prediction_scales(settings)
 write_json(args.out, {**metrics, "run": run_record()})
 log.info("segmentation mIoU on %s: %.4f", args.split, metrics["miou"])
 label_grid(layout, {"prediction": paths}, layout.names(args.split)[:6], args.figure, args.split)

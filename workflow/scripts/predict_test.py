@@ -10,7 +10,7 @@ from wsss.figures import label_grid
 from wsss.inference import archive_predictions, predict
 from wsss.runtime import log
 
-parser = stage_parser(__doc__, ("segmentation", "crf"))
+parser = stage_parser(__doc__, ("segmentation",))
 parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")
 parser.add_argument("--dataset", required=True)
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
@@ -19,7 +19,7 @@ parser.add_argument("--predictions", required=True, help="output: directory of p
 parser.add_argument("--archive", required=True, help="output: the predictions in the server's layout (.tar.gz)")
 parser.add_argument("--figure", required=True, help="output: a few predictions beside their images (.png)")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
-crf = settings["crf"] if settings["segmentation"]["eval_crf"] else None
+crf = settings["segmentation"]["crf"] if settings["segmentation"]["eval_crf"] else None
 layout = open_layout(args.dataset, args.manifest)
 predict(args.model, layout, args.split, settings, args.predictions, crf, workers=max(1, args.threads))
 names = layout.names(args.split)[:6]

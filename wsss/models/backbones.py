@@ -18,8 +18,12 @@ VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
 RESNET_LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
 
-def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
-    """Load a torchvision state dict from a local file into `module`; every backbone tensor must match."""
+def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixes: tuple[str, ...] = (),
+                             convert=None) -> None:
+    """Load a torchvision state dict from a local file into `module`; every backbone tensor must match.
+
+    `convert(state, path) -> state` renames another layout's tensors to torchvision's first. BatchNorm's
+    `num_batches_tracked` counters, which converted files often lack, are not required."""
     from ..artifacts import ArtifactError, load_torch
 
     path = Path(path)
@@ -29,15 +33,18 @@ def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixe
     state = load_torch(path, "weights file")
     if "state_dict" in state:
         state = state["state_dict"]
+    if convert is not None:
+        state = convert(state, path)
     state = {key: value for key, value in state.items() if not key.startswith(ignore_prefixes)}
-    own = module.state_dict()
+    own = {key: value for key, value in module.state_dict().items() if not key.startswith(ignore_prefixes)}
+    state.update({key: own[key] for key in own if key.endswith("num_batches_tracked") and key not in state})
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
     mismatched = [key for key in own if key in state and own[key].shape != state[key].shape]
     if missing or unexpected or mismatched:
         raise ArtifactError(f"weights file {path} does not fit the backbone: missing {missing[:5]}, unexpected "
                             f"{unexpected[:5]}, shape mismatch {mismatched[:5]}")
-    module.load_state_dict(state)
+    module.load_state_dict(state, strict=not ignore_prefixes)
 
 
 class VGG16OS8(nn.Module):
@@ -71,27 +78,109 @@ class VGG16OS8(nn.Module):
         return self.features(x)
 
 
-class ResNetOS8(nn.Module):
-    """torchvision ResNet (bottleneck blocks) without pooling/fc, layer3/4 dilated: output stride 8."""
+class CaffeInput(nn.Module):
+    """Turns the pipeline's images (RGB in [0, 1], ImageNet-normalised) into what Caffe-trained ResNets expect:
+    BGR in [0, 255] minus DeepLab's mean colour, without division by a deviation."""
 
-    def __init__(self, layers=(3, 4, 23, 3), width_per_group: int = 64, weights: str | None = None):
+    CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)
+
+    def __init__(self):
         super().__init__()
+        from ..data.datasets import IMAGENET_MEAN, IMAGENET_STD
+
+        self.register_buffer("scale", (255 * IMAGENET_STD).flip(0).view(1, 3, 1, 1), persistent=False)
+        shift = 255 * IMAGENET_MEAN.flatten().flip(0) - torch.tensor(self.CAFFE_MEAN_BGR)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flip(1) * self.scale + self.shift
+
+
+class ResNetOS8(nn.Module):
+    """torchvision ResNet (bottleneck blocks) without pooling/fc, layer3/4 dilated: output stride 8.
+
+    style "torchvision": torchvision's ResNet, for its ImageNet weights. style "caffe": the MSRA/Caffe layout of
+    DeepLab's own ResNet-101, for the COCO-pretrained weights the DeepLab-v2 papers start from: a block's
+    stride on its first 1x1 convolution, the stem's max-pool padded by 1 and rounding up, the first block of
+    each dilated stage dilated like the others (torchvision's keeps the previous rate there), and Caffe's input
+    (`CaffeInput`); its weights as deeplab-pytorch converts them (`deeplab_pytorch_to_torchvision`).
+    """
+
+    def __init__(self, layers=(3, 4, 23, 3), width_per_group: int = 64, weights: str | None = None,
+                 style: str = "torchvision"):
+        super().__init__()
+        if style not in ("torchvision", "caffe"):
+            raise ValueError(f"segmentation.backbone.style must be 'torchvision' or 'caffe', got {style!r}")
         net = ResNet(Bottleneck, list(layers), width_per_group=width_per_group,
                      replace_stride_with_dilation=[False, True, True])
+        self.input = CaffeInput() if style == "caffe" else nn.Identity()
+        if style == "caffe":
+            net.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+            block = net.layer2[0]  # layer3 and layer4 are dilated, not strided
+            block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
+            for layer, dilation in ((net.layer3, 2), (net.layer4, 4)):  # every block dilated, the first too
+                layer[0].conv2.dilation = layer[0].conv2.padding = (dilation, dilation)
         if weights:
-            load_torchvision_weights(net, weights)
+            load_torchvision_weights(net, weights, ignore_prefixes=("fc.",), convert=(
+                deeplab_pytorch_to_torchvision if style == "caffe" else refuse_deeplab_pytorch))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.out_channels = 512 * Bottleneck.expansion
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(self.input(x))))))
+
+
+# deeplab-pytorch's names of a bottleneck's parts -> torchvision's
+_DEEPLAB_PYTORCH_PARTS = {"reduce.conv": "conv1", "reduce.bn": "bn1", "conv3x3.conv": "conv2", "conv3x3.bn": "bn2",
+                          "increase.conv": "conv3", "increase.bn": "bn3", "shortcut.conv": "downsample.0",
+                          "shortcut.bn": "downsample.1"}
+
+
+def is_deeplab_pytorch_state(state: dict) -> bool:
+    return "layer1.conv1.conv.weight" in state
+
+
+def deeplab_pytorch_to_torchvision(state: dict, path: Path) -> dict:
+    """A ResNet state dict in deeplab-pytorch's names (its `deeplabv1_resnet101-coco.pth`, converted from DeepLab's
+    COCO-trained init.caffemodel) renamed to torchvision's; its classifier (`fc.`, COCO's classes) is dropped."""
+    from ..artifacts import ArtifactError
+
+    if not is_deeplab_pytorch_state(state):
+        raise ArtifactError(f"weights file {path} is not in deeplab-pytorch's layout (no layer1.conv1.conv.weight), "
+                            f"which segmentation.backbone.style 'caffe' reads; torchvision's ResNet weights need "
+                            f"style 'torchvision'")
+    renamed = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "fc":
+            continue
+        if parts[0] == "layer1" and parts[1] == "conv1":  # the stem
+            renamed[{"conv": "conv1", "bn": "bn1"}[parts[2]] + "." + ".".join(parts[3:])] = value
+            continue
+        stage, block = int(parts[0].removeprefix("layer")) - 1, int(parts[1].removeprefix("block")) - 1
+        part = _DEEPLAB_PYTORCH_PARTS.get(".".join(parts[2:4]))
+        if part is None or stage < 1:
+            raise ArtifactError(f"weights file {path}: unexpected tensor {key} for deeplab-pytorch's ResNet")
+        renamed[f"layer{stage}.{block}.{part}.{'.'.join(parts[4:])}"] = value
+    return renamed
+
+
+def refuse_deeplab_pytorch(state: dict, path: Path) -> dict:
+    """torchvision's layout as it is; deeplab-pytorch's (COCO-pretrained DeepLab) is refused with what to set."""
+    from ..artifacts import ArtifactError
+
+    if is_deeplab_pytorch_state(state):
+        raise ArtifactError(f"weights file {path} holds deeplab-pytorch's ResNet (DeepLab's Caffe layout, e.g. the "
+                            f"COCO-pretrained deeplabv1_resnet101-coco.pth): set segmentation.backbone.style: caffe")
+    return state
 
 
 def build_resnet(spec: dict) -> ResNetOS8:
     """A ResNetOS8 from a config `backbone` section (name resnet50/resnet101, or resnet with layers)."""
     layers = RESNET_LAYERS.get(spec["name"], spec.get("layers"))
-    return ResNetOS8(layers=layers, width_per_group=spec.get("width_per_group", 64), weights=spec.get("weights"))
+    return ResNetOS8(layers=layers, width_per_group=spec.get("width_per_group", 64), weights=spec.get("weights"),
+                     style=spec.get("style", "torchvision"))
 
 
 def build_vgg(spec: dict) -> VGG16OS8:
