@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # the wsss package, also where it is not pip-installed
 
-from wsss.config import validate_config
+from wsss.config import check_download_urls, validate_config
 
 
 if not workflow.overwrite_configfiles:
@@ -14,6 +14,7 @@ if not workflow.overwrite_configfiles:
 
 
 validate_config(config, "the workflow configuration")
+check_download_urls(config, "the workflow configuration")
 
 
 report: "workflow/report/workflow.rst"

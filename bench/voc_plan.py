@@ -2,7 +2,7 @@
 
     python bench/voc_plan.py [--train 10582] [--score 1464] [--val 1449] [--test 1456]
 
-Times `snakemake --dry-run --configfile config/voc2012.yaml` three times: on an empty folder (the first plan:
+Times `snakemake --dry-run --configfile config/voc2012_nosal.yaml` three times: on an empty folder (the first plan:
 downloads, assembly, everything); with the downloads and a VOC-layout tree of that size assembled (tiny
 placeholder files: planning reads no image), before the dataset is indexed; and after (with a manifest of
 every file, as after the first run, when the plan also checks that no indexed file changed: one stat call
@@ -28,13 +28,13 @@ from wsss.data.manifest import MANIFEST_FORMAT, NEW, content_sha256  # noqa: E40
 
 
 SPLITS = {"train_aug": "SegmentationClassAug", "train": "SegmentationClass", "val": "SegmentationClass",
-          "test": None}  # as config/voc2012.yaml uses them, with the folder of their masks
+          "test": None}  # as config/voc2012_nosal.yaml uses them, with the folder of their masks
 
 
 def make_tree(workdir: Path, counts: dict[str, int]) -> Path:
     """The downloads (placeholders) and the root assembled from them, as after `prepare_dataset`."""
     (workdir / "resources/downloads").mkdir(parents=True)
-    for name in yaml.safe_load((REPO / "config/voc2012.yaml").read_text())["downloads"]:
+    for name in yaml.safe_load((REPO / "config/voc2012_nosal.yaml").read_text())["downloads"]:
         (workdir / "resources/downloads" / name).write_bytes(b"placeholder")
     root = workdir / "resources/voc2012"
     for folder in ("ImageSets/Segmentation", "JPEGImages", "SegmentationClass", "SegmentationClassAug"):
@@ -66,14 +66,14 @@ def write_manifest(workdir: Path, root: Path) -> None:
                 "class_names": ["background", "aeroplane"], "mask_dirs": {"train_aug": "SegmentationClassAug"},
                 "splits": splits, "files": files}
     manifest["content_sha256"] = content_sha256(manifest)
-    path = workdir / "results/voc2012/dataset/manifest.json"
+    path = workdir / "results/voc2012_nosal/dataset/manifest.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(manifest))
 
 
 def dry_run(workdir: Path) -> tuple[float, dict[str, int]]:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run", "--quiet", "rules"]
+               str(workdir), "--configfile", str(REPO / "config/voc2012_nosal.yaml"), "--dry-run", "--quiet", "rules"]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
     seconds = time.perf_counter() - started
@@ -94,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         print(f"VOC-size plan: {args.train} training images ({args.score} scored), {args.val} evaluation and "
-              f"{args.test} test images, config/voc2012.yaml (16 CAM and 16 pseudo-label shards per experiment)")
+              f"{args.test} test images, config/voc2012_nosal.yaml (16 CAM and 16 pseudo-label shards per experiment)")
         seconds, counts = dry_run(workdir)
         print(f"  on an empty folder: {seconds:.1f} s, {counts['total']} jobs ({counts['download']} downloads, "
               f"{counts['prepare_dataset']} assembly)")

@@ -164,3 +164,25 @@ def test_the_bg_power_candidates_rerun_no_pseudo_labels_made_at_a_fixed_power():
     assert "bg_powers" not in json.loads(settings())["pseudo_labels"]
     _, parsed = parse_stage_args(stage_parser("test", ("pseudo_labels", "crf")), argv=["--settings", settings()])
     assert parsed["pseudo_labels"]["bg_power"] == 2.0 and parsed["pseudo_labels"]["mode"] == "crf"
+
+
+def test_make_check_refuses_a_needed_download_without_url_and_passes_the_saliency_free_voc_config(capsys, tmp_path):
+    from wsss.config import main
+
+    assert main([str(REPO / "config/voc2012_nosal.yaml")]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main([str(REPO / "config/voc2012.yaml")]) == 1
+    said = capsys.readouterr().out
+    assert "downloads.saliency_voc2012.zip.url is null" in said and "dataset.archives.saliency" in said
+    assert "pseudo_labels.mode crf" in said  # ... and the way around it
+    # a weights file read from the downloads folder is a needed download too; one nothing reads is not
+    config = yaml.safe_load((REPO / "config/voc2012_nosal.yaml").read_text())
+    config["downloads"]["resnet101-63fe2227.pth"]["url"] = None
+    config["downloads"]["unused.zip"] = {"url": None, "sha256": "0" * 64}
+    (tmp_path / "weights.yaml").write_text(yaml.safe_dump(config))
+    assert main([str(tmp_path / "weights.yaml")]) == 1
+    said = capsys.readouterr().out
+    assert "downloads.resnet101-63fe2227.pth.url is null" in said and "segmentation.backbone.weights" in said
+    config["downloads"]["resnet101-63fe2227.pth"]["url"] = "file:///data/r101.pth"
+    (tmp_path / "unused.yaml").write_text(yaml.safe_dump(config))
+    assert main([str(tmp_path / "unused.yaml")]) == 0

@@ -175,7 +175,7 @@ def test_the_workflow_parses_where_torch_cannot_be_imported(tmp_path):
         assert "train_classifier" in result.stdout + result.stderr
 
 
-def voc_like_tree(workdir, train_images: int, val_images: int, config_file=REPO / "config/voc2012.yaml"):
+def voc_like_tree(workdir, train_images: int, val_images: int, config_file=REPO / "config/voc2012_nosal.yaml"):
     """As after `download` and `prepare_dataset` of the VOC config: the downloads (placeholders) and the root
     assembled from them, with split lists only (a dry run reads no image)."""
     downloads = workdir / "resources/downloads"
@@ -208,7 +208,7 @@ def planned_jobs(output: str) -> dict[str, list[dict]]:
 
 def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_path):
     voc_like_tree(tmp_path, train_images=40, val_images=10)
-    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run")
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012_nosal.yaml"), "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout + result.stderr)
     gpu_rules = {"train_classifier", "train_classifier_accumulating", "extract_cams", "extract_val_cams",
@@ -228,12 +228,24 @@ def test_gpu_stages_ask_for_a_gpu_and_cpu_stages_do_not_on_the_voc_config(tmp_pa
     assert len(jobs["make_pseudo_labels"]) == 16 * 5  # 16 shards for each of the 5 experiments with pseudo labels
 
 
-@pytest.mark.parametrize("name", ["voc2012", "coco2014"])
+def with_saliency_url(name: str, folder) -> tuple[dict, str]:
+    """config/NAME.yaml with its saliency maps' url set (to a local copy that a dry run never opens), written in
+    `folder`: what a site does before running a saliency config."""
+    config = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
+    for entry, spec in config["downloads"].items():
+        if spec["url"] is None:
+            spec["url"] = f"file:///data/{entry}"
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return config, str(folder / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("name", ["voc2012_nosal", "voc2012", "coco2014"])
 def test_the_real_configs_plan_from_the_downloads_to_the_last_prediction(tmp_path, name):
     """On an empty folder: every download (a local rule), the dataset's assembly and index (CPU jobs), then the
-    whole pipeline; the test split's predictions where the dataset has one."""
-    config = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
-    result = snakemake(tmp_path, "--configfile", str(REPO / f"config/{name}.yaml"), "--dry-run")
+    whole pipeline; the test split's predictions where the dataset has one. The saliency configs once their
+    saliency maps' url is set; the saliency-free VOC config as it is."""
+    config, config_file = with_saliency_url(name, tmp_path)
+    result = snakemake(tmp_path, "--configfile", config_file, "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout + result.stderr)
     assert len(jobs["download"]) == len(config["downloads"])
@@ -244,10 +256,32 @@ def test_the_real_configs_plan_from_the_downloads_to_the_last_prediction(tmp_pat
     assert len(jobs.get("predict_test", [])) == (experiments if config["dataset"]["test_split"] else 0)
     assert len(jobs["make_pseudo_labels"]) == config["pseudo_labels"]["shards"] * (experiments - 1)
     assert len(jobs["results_table"]) == 1
+    assert ("saliency" in result.stdout) == (config["pseudo_labels"]["mode"] == "saliency")
+
+
+def test_the_saliency_free_voc_config_is_the_saliency_one_but_for_the_pseudo_labels():
+    """config/voc2012_nosal.yaml repeats config/voc2012.yaml (a config file replaces another, it does not extend
+    it): everything but the dataset's name, the saliency maps and the pseudo labels' mode must stay the same."""
+    saliency = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())
+    free = yaml.safe_load((REPO / "config/voc2012_nosal.yaml").read_text())
+    assert free["pseudo_labels"] == {**saliency["pseudo_labels"], "mode": "crf", "bg_power": "val"}
+    assert free["dataset"]["name"] != saliency["dataset"]["name"] and free["dataset"]["root"] == saliency["dataset"]["root"]
+    saliency_entry = saliency["dataset"]["archives"].pop("saliency")
+    del saliency["downloads"][saliency_entry]
+    for config in (saliency, free):
+        del config["pseudo_labels"], config["dataset"]["name"]
+    assert free == saliency
+
+
+def test_a_needed_download_without_url_stops_the_plan_naming_the_entry(tmp_path):
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run")
+    assert result.returncode != 0
+    assert "downloads.saliency_voc2012.zip.url is null" in result.stdout + result.stderr
+    assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
 
 
 def test_saliency_maps_are_fetched_only_where_pseudo_labels_use_them(tmp_path):
-    config = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())
+    config, _ = with_saliency_url("voc2012", tmp_path)
     config["pseudo_labels"]["mode"] = "crf"
     (tmp_path / "crf.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "--configfile", "crf.yaml", "--dry-run")
@@ -276,7 +310,7 @@ def test_an_experiment_from_random_weights_plans_no_pretraining(tmp_path):
 
 def test_a_missing_weights_file_stops_the_plan_before_any_job(tmp_path):
     voc_like_tree(tmp_path, train_images=4, val_images=2)
-    config = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())
+    config = yaml.safe_load((REPO / "config/voc2012_nosal.yaml").read_text())
     config["segmentation"]["backbone"]["weights"] = "weights/my-resnet101.pth"  # a site's own file, not a download
     (tmp_path / "voc.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "--configfile", "voc.yaml")
@@ -288,7 +322,7 @@ def test_a_missing_weights_file_stops_the_plan_before_any_job(tmp_path):
 def test_weights_in_downloads_are_fetched_by_the_plan_not_at_training_time(tmp_path):
     voc_like_tree(tmp_path, train_images=4, val_images=2)
     (tmp_path / "resources/downloads/vgg16-397923af.pth").unlink()
-    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--dry-run")
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012_nosal.yaml"), "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout + result.stderr)
     assert len(jobs["download"]) == 1 and jobs["download"][0] == {"tmpdir": "/tmp"}  # a local rule

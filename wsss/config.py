@@ -221,6 +221,44 @@ def derive_seed(seed: int, *names: Any) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
+DOWNLOADS_FOLDER = "resources/downloads"  # rule `download` writes each entry of `downloads` here, by its name
+
+
+def uses_saliency(config: dict) -> bool:
+    """Whether an experiment makes its pseudo labels with saliency maps (an oracle makes none)."""
+    return any(resolved["pseudo_labels"]["mode"] == "saliency" and resolved["segmentation"]["labels"] != "ground_truth"
+               for resolved in (resolve_experiment(config, name) for name in config["experiments"]))
+
+
+def needed_downloads(config: dict) -> dict[str, str]:
+    """{entry of `downloads`: the key that needs it}: the archives the dataset is assembled from (the saliency
+    maps only where an experiment uses them) and the weights files read from the downloads folder."""
+    needed = {}
+    if config["dataset"]["source"] in ARCHIVE_ROLES:
+        saliency_used = uses_saliency(config)
+        for role, name in sorted(config["dataset"]["archives"].items()):
+            if role != "saliency" or saliency_used:
+                needed.setdefault(name, f"dataset.archives.{role}")
+    for experiment in config["experiments"]:
+        resolved = resolve_experiment(config, experiment)
+        for section in ("classifier", "segmentation"):
+            weights = resolved[section]["backbone"]["weights"]
+            if weights and Path(weights).parent == Path(DOWNLOADS_FOLDER) and Path(weights).name in config["downloads"]:
+                needed.setdefault(Path(weights).name, f"{section}.backbone.weights")
+    return needed
+
+
+def check_download_urls(config: dict, source: str) -> None:
+    """Every download the run needs has a url: a null one (an entry the site must point at its own copy) stops
+    the check and the planning, naming the entry and what to set, instead of the download job."""
+    for name, needed_by in needed_downloads(config).items():
+        if config["downloads"][name]["url"] is None:
+            hint = (" (or make the pseudo labels without saliency maps: pseudo_labels.mode crf with bg_power val, "
+                    "as config/voc2012_nosal.yaml does for VOC)" if needed_by == "dataset.archives.saliency" else "")
+            raise ConfigError(f"{source}: downloads.{name}.url is null, and {needed_by} needs that file: set "
+                              f"downloads.{name}.url and .sha256 to your copy's{hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -234,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(path)
             for experiment in experiments_to_run(config):
                 resolve_experiment(config, experiment)
+            check_download_urls(config, path)
             print(f"{path}: valid ({len(config['experiments'])} experiments)")
         except ConfigError as error:
             print(error)

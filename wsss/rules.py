@@ -27,6 +27,7 @@ from .config import (
     experiments_to_run,
     resolve_experiment,
     result_compute,
+    uses_saliency,
 )
 
 PRETRAIN_EXPERIMENT = "pretrain"
@@ -112,12 +113,6 @@ def index_specs(config: dict) -> dict[str, dict]:
         if split in config["dataset"]["masks"]:
             spec["masks"] = config["dataset"]["masks"][split]
     return specs
-
-
-def uses_saliency(config: dict) -> bool:
-    """Whether an experiment makes its pseudo labels with saliency maps (an oracle makes none)."""
-    return any(resolved["pseudo_labels"]["mode"] == "saliency" and resolved["segmentation"]["labels"] != "ground_truth"
-               for resolved in (resolve_experiment(config, name) for name in config["experiments"]))
 
 
 def dataset_archives(config: dict) -> dict[str, str]:

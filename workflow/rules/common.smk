@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from wsss.code_version import code_version
-from wsss.config import experiments_to_run, resolve_experiment
+from wsss.config import DOWNLOADS_FOLDER, experiments_to_run, resolve_experiment
 from wsss.data.manifest import index_check
 from wsss.rules import (
     dataset_archives,
@@ -40,7 +40,7 @@ TUNING = f"{RESULTS}/{{experiment}}/tuning"  # the val split's CAMs and the choi
 LOGS = f"{RESULTS}/{{experiment}}/logs"
 BENCHMARKS = f"{RESULTS}/{{experiment}}/benchmarks"
 MANIFEST = f"{RESULTS}/dataset/manifest.json"  # the dataset's splits, checked and content-hashed
-DOWNLOADS = "resources/downloads"  # the config's `downloads`, one file each
+DOWNLOADS = DOWNLOADS_FOLDER  # the config's `downloads`, one file each
 BENCHMARK_CSV = "results/benchmark.csv"
 BENCHMARK_MD = "results/benchmark.md"
 PROVENANCE_CSV = "results/provenance.csv"  # per row of the table: commit, settings, packages, device, date
