@@ -7,7 +7,7 @@ from wsss.rules import split_roles
 
 def rows(*mious):
     return [{"dataset": "d", "experiment": experiment, "stage": "segmentation", "split": split, "role": "", "miou": miou,
-             "pixel_accuracy": 0.9, "fg_recall": "", "fg_precision": "", "num_images": 3, "detail": ""}
+             "pixel_accuracy": 0.9, "fg_recall": "", "fg_precision": "", "num_images": 3, "detail": "scored so"}
             for experiment, split, miou in mious]
 
 
@@ -17,14 +17,15 @@ def test_voc_tables_show_the_published_numbers_with_their_source(tmp_path):
     text = (tmp_path / "t.md").read_text()
     published = text.split("## Published numbers")[1]
     assert "arXiv 2203.09653" in published
-    assert "| rca | segmentation | val | 0.655 | 0.722 | RCA + EPS |" in published
-    assert "| rca_oaa | segmentation | val | not run | 0.711 | RCA + OAA+ |" in published
+    assert "| rca | segmentation | val | 0.655 | scored so | 0.722 | RCA + EPS (saliency); DeepLab-v2 from COCO weights, " \
+           "scales 1/0.5/0.75 (max), CRF |" in published
+    assert "| rca_oaa | segmentation | val | not run |  | 0.711 | RCA + OAA+ (saliency);" in published
     assert "0.722" not in (tmp_path / "t.csv").read_text()  # the CSV holds measurements only
 
 
 def test_coco_has_its_own_numbers_and_the_builtin_data_none(tmp_path):
     write_benchmark(rows(("rca", "val", 0.3)), tmp_path / "c.csv", tmp_path / "c.md", source="coco2014")
-    assert "| rca | segmentation | val | 0.3 | 0.368 | RCA + EPS |" in (tmp_path / "c.md").read_text()
+    assert "| rca | segmentation | val | 0.3 | scored so | 0.368 | RCA + EPS (saliency) |" in (tmp_path / "c.md").read_text()
     write_benchmark(rows(("rca", "val", 0.3)), tmp_path / "b.csv", tmp_path / "b.md", source="synthetic")
     assert "Published" not in (tmp_path / "b.md").read_text()
 
@@ -41,7 +42,10 @@ def test_rows_name_their_split_role_and_where_each_choice_was_made():
         "a": metrics("cam", "train", threshold=0.35, threshold_chosen_on="val", oracle_threshold=0.5,
                      oracle_miou=0.61),
         "b": metrics("pseudo_label", "train", bg_power=2, bg_power_chosen_on="val", ignored_fraction=0.0),
-        "c": metrics("segmentation", "val"), "d": metrics("segmentation", "test")},
+        "c": metrics("segmentation", "val", multi_scale={"scales": [1.0, 0.5, 0.75], "flip": False, "fusion": "max"},
+                     crf_post_processing=True, starting_weights="resnet101-63fe2227.pth"),
+        "d": metrics("segmentation", "test", multi_scale={"scales": [1.0], "flip": True, "fusion": "mean"},
+                     crf_post_processing=False, starting_weights="random weights")},
         "fixed": {"e": metrics("pseudo_label", "train", bg_power=4.0, bg_power_chosen_on="config",
                                ignored_fraction=0.125, labelled_miou=0.7)}}
     rows = collect_rows("d", records, roles)
@@ -51,3 +55,5 @@ def test_rows_name_their_split_role_and_where_each_choice_was_made():
     assert rows[0]["detail"] == "threshold 0.35 chosen on val; oracle (best on train's masks) 0.6100 at 0.5"
     assert rows[1]["detail"] == "bg_power 2 chosen on val"
     assert rows[4]["detail"] == "bg_power 4.0 fixed in config; 12.5% ignored; labelled-pixel mIoU 0.7000"
+    assert rows[2]["detail"] == "scales 1/0.5/0.75 (max), CRF; from resnet101-63fe2227.pth"
+    assert rows[3]["detail"] == "scales 1 + flip (mean), no CRF; from random weights"

@@ -2,6 +2,8 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
+from pathlib import Path
+
 from wsss.artifacts import write_json
 from wsss.cli import parse_stage_args, run_record, stage_parser
 from wsss.data.voc import open_layout
@@ -25,6 +27,8 @@ paths = predict(args.model, layout, args.split, settings, args.predictions, crf,
 metrics = evaluate_label_maps(paths, layout, args.split, "segmentation")
 metrics["crf_post_processing"] = crf is not None
 metrics["multi_scale"] = prediction_scales(settings)
+weights = settings["segmentation"]["backbone"]["weights"]
+metrics["starting_weights"] = Path(weights).name if weights else "random weights"
 write_json(args.out, {**metrics, "run": run_record()})
 log.info("segmentation mIoU on %s: %.4f", args.split, metrics["miou"])
 label_grid(layout, {"prediction": paths}, layout.names(args.split)[:6], args.figure, args.split)
