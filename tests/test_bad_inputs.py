@@ -195,14 +195,19 @@ def test_a_test_split_needs_no_masks_and_another_split_takes_its_masks_from_its_
 
 
 def test_a_failed_job_shows_its_error_on_the_console_not_only_in_its_log(tmp_path):
-    """The VOC config's saliency download has no url: the job fails, and the sentence saying what to set is in
-    Snakemake's console output as one line, with the log that holds the traceback."""
-    result = snakemake(tmp_path, "--configfile", str(REPO / "config/voc2012.yaml"), "--",
-                       "resources/downloads/saliency_voc2012.zip")
+    """A download whose file does not match its pin: the job fails, and the sentence naming the file and both
+    hashes is in Snakemake's console output as one line, with the log that holds the traceback."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config/voc2012_nosal.yaml").read_text())
+    (tmp_path / "not-vgg16.pth").write_bytes(b"not the weights")
+    config["downloads"]["vgg16-397923af.pth"]["url"] = (tmp_path / "not-vgg16.pth").as_uri()
+    (tmp_path / "voc.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--configfile", "voc.yaml", "--", "resources/downloads/vgg16-397923af.pth")
     assert result.returncode != 0
-    log = "results/logs/download-saliency_voc2012.zip.log"
+    log = "results/logs/download-vgg16-397923af.pth.log"
     assert "Traceback (most recent call last)" in (tmp_path / log).read_text()
     console = result.stdout + result.stderr
-    assert "DownloadError: downloads.saliency_voc2012.zip.url is not set" in console
+    assert "DownloadError: downloads.vgg16-397923af.pth: vgg16-397923af.pth has sha256 " in console
     assert f"(traceback in {log})" in console
     assert "Traceback (most recent call last)" not in console and "wsss/data/download.py" not in console
