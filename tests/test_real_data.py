@@ -426,6 +426,28 @@ def test_the_workflow_downloads_assembles_and_runs_voc_from_a_server(tmp_path, v
 
 
 @pytest.mark.slow
+def test_a_bad_member_stops_the_prepare_rule_naming_it_on_the_console_and_leaves_no_dataset(tmp_path, voc_source):
+    """A truncated image in the pinned trainval archive: the prepare rule fails (not the index, after it), the
+    console says which member, and no dataset root is left for the next run to take as prepared."""
+    name = voc_source.val[0]
+    archives = voc_source.archives()
+    member = f"{VOC}/JPEGImages/{name}.jpg"
+    archives[ROLES["trainval"]] = with_member(archives[ROLES["trainval"]], member, truncated(voc_source.image(name)))
+    server = Server({f"/{archive}": data for archive, data in archives.items()})
+    try:
+        config_path = loopback_config(tmp_path, server.url, archives)
+        result = snakemake(tmp_path, "results/vocloop/dataset/manifest.json", "--configfile", str(config_path))
+    finally:
+        server.stop()
+    assert result.returncode != 0
+    console = result.stdout + result.stderr
+    assert "Error in rule prepare_dataset" in console and "Error in rule index_dataset" not in console
+    assert (f"ArtifactError: resources/downloads/{ROLES['trainval']}: member {member} cannot be decoded "
+            f"(truncated") in console
+    assert not (tmp_path / "resources/vocloop").exists() and not list((tmp_path / "resources").glob(".vocloop*"))
+
+
+@pytest.mark.slow
 def test_a_wrong_pin_stops_the_download_naming_file_and_hashes(tmp_path, voc_source):
     archives = voc_source.archives()
     server = Server({f"/{name}": data for name, data in archives.items()})
