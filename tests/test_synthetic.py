@@ -333,3 +333,24 @@ def test_speed(tmp_path):
     generate_dataset(tmp_path / "ds", {"train": 40}, seed=0)
     elapsed = time.perf_counter() - start
     assert elapsed < 4.0, f"40 images of 96x96 took {elapsed:.1f}s"
+
+
+def test_parts_masks_cover_exactly_the_visible_objects_one_class_each(tiny):
+    """parts/NAME.png: bodies and markings of the visible objects; their union is the object mask, each object
+    has one class, and a marking lies on an object of the class whose marking it is."""
+    from wsss.data.parts import parts_path, read_parts
+
+    root, _ = tiny
+    layout = VOCLayout(root)
+    markings_seen = 0
+    for name in layout.names("train"):
+        instances, marking = read_parts(parts_path(root, name))
+        label = read_label_png(layout.label_path(name))
+        objects = (label > 0) & (label != IGNORE_INDEX)
+        assert np.array_equal(instances > 0, objects), name
+        for k in np.unique(instances[instances > 0]):
+            assert len(np.unique(label[instances == k])) == 1, (name, k)  # one class per object
+        assert not (marking & ~objects).any()
+        markings_seen += int(marking.sum())
+        assert (instances > 0).sum() > marking.sum()  # bodies are most of an object
+    assert markings_seen > 0

@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..artifacts import atomic_directory, write_lines
+from .parts import PARTS_FOLDER, encode_parts
 from .voc import IGNORE_INDEX, tags_from_label, write_class_list, write_label_png
 
 __all__ = [
@@ -672,10 +673,12 @@ def _render(rng, grid: _Grid, options: dict) -> dict:
 
     label = np.zeros((s, s), np.uint8)
     visible_masks, part_fractions, object_areas = [], [], []
+    marking = np.zeros((s, s), bool)
     for k, obj in enumerate(objects, 1):
         visible = instances == k
         visible_masks.append(visible)
         label[visible] = obj["cls"] + 1
+        marking |= obj["part"] & visible
         if visible.any():
             part_fractions.append(float((obj["part"] & visible).sum() / visible.sum()))
             object_areas.append(float(visible.sum() / npix))
@@ -709,7 +712,7 @@ def _render(rng, grid: _Grid, options: dict) -> dict:
     union = (truth | predicted).sum()
     iou = float((truth & predicted).sum() / union) if union else 1.0
 
-    return {"image": image, "label": label, "saliency": saliency,
+    return {"image": image, "label": label, "saliency": saliency, "parts": encode_parts(instances, marking),
             "part_fractions": part_fractions, "object_areas": object_areas,
             "object_classes": [obj["cls"] for obj in objects],
             "saliency_iou": iou, "water": bool(water), "background": family,
@@ -846,7 +849,7 @@ def generate_dataset(root, splits: dict[str, int], seed: int, options: dict | No
 
 
 def _build(out: Path, splits: dict[str, int], seed: int, options: dict) -> dict:
-    for sub in ("JPEGImages", "SegmentationClass", "saliency", "ImageSets/Segmentation"):
+    for sub in ("JPEGImages", "SegmentationClass", "saliency", PARTS_FOLDER, "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True)
     names = class_names(options["num_classes"])
     grid = _Grid(options["image_size"])
@@ -861,10 +864,11 @@ def _build(out: Path, splits: dict[str, int], seed: int, options: dict) -> dict:
                 subsampling=0)
             write_label_png(out / "SegmentationClass" / f"{name}.png", sample["label"], atomic=False)
             Image.fromarray(sample["saliency"], mode="L").save(out / "saliency" / f"{name}.png", format="PNG")
+            Image.fromarray(sample["parts"], mode="L").save(out / PARTS_FOLDER / f"{name}.png", format="PNG")
             image_tags = tags_from_label(sample["label"], options["num_classes"])
             image_names.append(name)
             tags[name] = image_tags
-            records.append({**{k: v for k, v in sample.items() if k not in ("image", "label", "saliency")},
+            records.append({**{k: v for k, v in sample.items() if k not in ("image", "label", "saliency", "parts")},
                             "tags": image_tags})
         write_lines(out / "ImageSets" / "Segmentation" / f"{split}.txt", image_names)
         write_class_list(out / "ImageSets" / "Segmentation" / f"{split}_cls.txt", tags)
