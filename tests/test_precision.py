@@ -132,3 +132,55 @@ def test_the_guard_lets_the_fp16_scaler_skip_an_overflowing_step_but_never_a_non
         FiniteGuard("t").check(loss, [weight], "s")
     with pytest.raises(NonFiniteError, match="loss"):
         FiniteGuard("t").check(torch.tensor(float("nan")), [weight], "s", gradient_overflow_allowed=True)
+
+
+AVX2_ONLY = ("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n\n"
+             "processor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma f16c\n")
+SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+NEOVERSE_V2 = "processor\t: 0\nFeatures\t: fp asimd sve sve2 bf16 i8mm\n"
+
+
+def test_native_bf16_is_told_from_the_cpu_flags_or_from_cuda():
+    from wsss.runtime import bf16_support, cpu_flags
+
+    assert bf16_support("cpu", cpu_flags(AVX2_ONLY), None) == {
+        "native": False, "evidence": "no avx512_bf16/amx_bf16 in /proc/cpuinfo flags"}
+    assert bf16_support("cpu", cpu_flags(SAPPHIRE_RAPIDS), None) == {
+        "native": True, "evidence": "amx_bf16/avx512_bf16 in /proc/cpuinfo flags"}
+    assert bf16_support("cpu", cpu_flags(NEOVERSE_V2), None)["native"] is True
+    assert bf16_support("cpu", cpu_flags("processor\t: 0\n"), None)["native"] is None  # unknown: no warning
+    assert bf16_support("cuda", None, False)["native"] is False and bf16_support("cuda", None, True)["native"]
+
+
+def test_bf16_without_native_support_is_warned_of_naming_the_cause():
+    from wsss.runtime import bf16_support, bf16_warning, cpu_flags
+
+    without = bf16_support("cpu", cpu_flags(AVX2_ONLY), None)
+    native = bf16_support("cpu", cpu_flags(SAPPHIRE_RAPIDS), None)
+    assert bf16_warning("bf16", "cpu", without) == (
+        "compute.precision bf16 on a CPU without native bf16 (no avx512_bf16/amx_bf16 in /proc/cpuinfo flags): expect "
+        "it to run about 10x slower than fp32 (make bench on an AVX2-only CPU: x0.03 to x0.08 of fp32); use fp32")
+    assert bf16_warning("bf16", "cpu", native) is None and bf16_warning("fp32", "cpu", without) is None
+    assert bf16_warning("fp16", "cpu", without) is None
+    assert "torch.cuda.is_bf16_supported(including_emulation=False) is False" in bf16_warning(
+        "bf16", "cuda", bf16_support("cuda", None, False))
+    assert bf16_warning("bf16", "cuda", bf16_support("cuda", None, True)) is None
+
+
+@pytest.mark.parametrize("cpuinfo, warned", [(AVX2_ONLY, True), (SAPPHIRE_RAPIDS, False)])
+def test_a_job_asking_for_bf16_is_warned_when_its_compute_settings_are_applied(monkeypatch, caplog, cpuinfo, warned):
+    """configure_compute is what every stage calls at its start (wsss/cli.py), before its `compute switches` line."""
+    import wsss.runtime as runtime
+
+    read_flags = runtime.cpu_flags
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: read_flags(cpuinfo))
+    threads = torch.get_num_threads()
+    try:
+        for precision in ("fp32", "bf16"):
+            runtime.configure_compute({"threads": threads, "deterministic": True, "device": "cpu",
+                                       "precision": precision})
+    finally:
+        runtime.configure_compute({"threads": threads, "deterministic": True})
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert [message.startswith("compute.precision bf16 on a CPU without native bf16") for message in warnings] == (
+        [True] if warned else [])
