@@ -1,6 +1,7 @@
 """bench/speed.py (make bench) runs each of its measurements; on tiny sizes here, so that it does not rot."""
 
 import importlib.util
+import json
 import math
 import sys
 
@@ -63,3 +64,35 @@ def test_the_per_scale_store_reads_back_the_maps_that_the_store_holds(tmp_path):
         assert got.shape == (2, height, width) and float(want.max()) > 0.99
         assert abs(got - want).max() < 2e-3
     assert (tmp_path / "per_scale.h5").stat().st_size < 0.15 * sum(maps.nbytes for maps in expected)
+
+
+def test_the_bf16_figures_are_printed_beside_the_device_s_bf16_support():
+    speed = load_speed()
+    without = {"native": False, "evidence": "no avx512_bf16/amx_bf16 in /proc/cpuinfo flags"}
+    lines = speed.section_lines("DeepLab-v2 training", {"fp32": 2.0, "bf16": 0.16, "fp32 channels-last": 2.2},
+                                "iterations/s", "fp32", speed.bf16_answer(without))
+    assert lines[2].rstrip().endswith("x0.08  (native bf16: no)") and "native bf16" not in lines[1] + lines[3]
+    assert speed.bf16_answer({"native": True, "evidence": "amx_bf16 in /proc/cpuinfo flags"}) == "native bf16: yes"
+    assert speed.bf16_answer({"native": None, "evidence": "no CPU flags in /proc/cpuinfo"}) == "native bf16: unknown"
+
+
+def test_the_json_figures_hold_the_device_s_bf16_support(monkeypatch, tmp_path, capsys):
+    """main() end to end, its measurements stubbed: the first line and --json name the bf16 support."""
+    speed = load_speed()
+    support = {"native": False, "evidence": "no avx512_bf16/amx_bf16 in /proc/cpuinfo flags"}
+    monkeypatch.setattr(speed, "device_bf16_support", lambda device: support)
+    def rate(settings, device, compute):
+        return 2.0 if compute["precision"] == "fp32" else 0.2
+
+    monkeypatch.setattr(speed, "classifier_rate", rate)
+    monkeypatch.setattr(speed, "deeplab_rate", rate)
+    monkeypatch.setattr(speed, "cam_rates", lambda settings, device: {"1 image a batch": 1.0, "bf16": 0.1})
+    monkeypatch.setattr(speed, "crf_rates", lambda settings: {"1 core": 1.0, "2 cores": 2.0, "efficiency": 1.0})
+    monkeypatch.setattr(speed, "deeplab_prediction_rates", lambda settings, device: {"fp32": 1.0, "bf16": 0.1})
+    monkeypatch.setattr(speed, "store_figures", lambda settings, folder: {"npy bytes": 1.0})
+    monkeypatch.setattr(sys, "argv", ["speed.py", "--sizes", "reduced", "--json", str(tmp_path / "figures.json")])
+    speed.main()
+    printed = capsys.readouterr().out
+    assert "native bf16: no (no avx512_bf16/amx_bf16 in /proc/cpuinfo flags)" in printed.splitlines()[0]
+    assert printed.count("(native bf16: no)") == 4  # both trainings, CAM extraction, prediction
+    assert json.loads((tmp_path / "figures.json").read_text())["device"]["bf16"] == support
