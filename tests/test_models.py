@@ -4,7 +4,7 @@ import torch.nn.functional as F
 import torchvision
 
 from wsss.artifacts import ArtifactError
-from wsss.models.backbones import CaffeInput, ResNetOS8, VGG16OS8
+from wsss.models.backbones import CaffeInput, ResNetOS8, VGG16OS8, vgg_receptive_field
 from wsss.data.datasets import normalize
 from wsss.models.classifier import CAMClassifier
 from wsss.models.deeplab import DeepLabV2
@@ -14,6 +14,27 @@ def test_vgg_backbone_has_output_stride_8():
     backbone = VGG16OS8(width=0.125)
     assert backbone(torch.zeros(1, 3, 96, 96)).shape == (1, 64, 12, 12)
     assert VGG16OS8(width=0.125)(torch.zeros(1, 3, 368, 368)).shape[2:] == (46, 46)
+
+
+@pytest.mark.parametrize("convs", [(2, 2, 3, 3, 3), (1, 1, 2, 1, 1)])
+def test_the_stated_receptive_field_is_where_an_output_cell_sees(convs):
+    """vgg_receptive_field against the network itself: the input pixels an output cell's gradient reaches."""
+    torch.manual_seed(0)
+    backbone = VGG16OS8(width=0.125, convs=convs).eval()
+    for index, module in enumerate(backbone.features):
+        if isinstance(module, torch.nn.Conv2d):  # positive weights: no gradient cancels out inside the field
+            torch.nn.init.uniform_(module.weight, 0.01, 0.1)
+            torch.nn.init.constant_(module.bias, 0.1)
+        elif isinstance(module, torch.nn.MaxPool2d):  # the same window, but every pixel of it passes a gradient
+            backbone.features[index] = torch.nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
+                                                          module.ceil_mode)
+    image = torch.ones(1, 3, 256, 256, requires_grad=True)
+    out = backbone(image)
+    out[0, :, 16, 16].sum().backward()
+    seen = image.grad[0].abs().sum(0) > 0
+    rows, columns = seen.any(1).nonzero().flatten(), seen.any(0).nonzero().flatten()
+    assert int(rows.max() - rows.min() + 1) == int(columns.max() - columns.min() + 1) == vgg_receptive_field(convs)
+    assert vgg_receptive_field() == 204 and vgg_receptive_field((1, 1, 2, 1, 1)) == 94
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])

@@ -13,8 +13,6 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-# torchvision's VGG-16 layout: channels of each conv, "M" a max-pool
-VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 RESNET_LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
 
@@ -47,28 +45,35 @@ def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixe
     module.load_state_dict(state, strict=not ignore_prefixes)
 
 
-class VGG16OS8(nn.Module):
-    """VGG-16 features at output stride 8; `features` indices match torchvision's vgg16 / vgg16_bn."""
+VGG16_CONVS = (2, 2, 3, 3, 3)  # convolutions of VGG-16's five blocks
 
-    def __init__(self, width: float = 1.0, batch_norm: bool = False, weights: str | None = None):
+
+class VGG16OS8(nn.Module):
+    """VGG-16 features at output stride 8; `features` indices match torchvision's vgg16 / vgg16_bn.
+
+    `convs`: the convolutions of each of the five blocks (VGG-16's by default, which ImageNet weights need); fewer
+    give a shallower network with a smaller receptive field (`vgg_receptive_field`)."""
+
+    def __init__(self, width: float = 1.0, batch_norm: bool = False, weights: str | None = None,
+                 convs: tuple[int, ...] = VGG16_CONVS):
         super().__init__()
+        if len(convs) != 5 or min(convs) < 1:
+            raise ValueError(f"classifier.backbone.convs must give 5 blocks of at least one convolution, got {convs}")
         layers: list[nn.Module] = []
-        in_channels, pools_seen = 3, 0
-        for item in VGG16_LAYOUT:
-            if item == "M":
-                pools_seen += 1
-                if pools_seen == 4:
-                    layers.append(nn.MaxPool2d(kernel_size=3, stride=1, padding=1))
-                elif pools_seen < 4:
-                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
-                continue
-            channels = max(1, round(item * width))
-            dilation = 2 if pools_seen == 4 else 1
-            layers.append(nn.Conv2d(in_channels, channels, 3, padding=dilation, dilation=dilation))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(channels))
-            layers.append(nn.ReLU(inplace=True))
-            in_channels = channels
+        in_channels = 3
+        for block, (count, channels) in enumerate(zip(convs, (64, 128, 256, 512, 512))):
+            channels = max(1, round(channels * width))
+            dilation = 2 if block == 4 else 1
+            for _ in range(count):
+                layers.append(nn.Conv2d(in_channels, channels, 3, padding=dilation, dilation=dilation))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(channels))
+                layers.append(nn.ReLU(inplace=True))
+                in_channels = channels
+            if block < 3:
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
+            elif block == 3:  # pool4 at stride 1; pool5 dropped
+                layers.append(nn.MaxPool2d(kernel_size=3, stride=1, padding=1))
         self.features = nn.Sequential(*layers)
         self.out_channels = in_channels
         if weights:  # ImageNet weights need width 1.0; a narrower backbone loads weights of its own width
@@ -76,6 +81,19 @@ class VGG16OS8(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+
+def vgg_receptive_field(convs: tuple[int, ...] = VGG16_CONVS) -> int:
+    """The theoretical receptive field, in input pixels, of a cell of VGG16OS8's output."""
+    field, jump = 1, 1
+    for block, count in enumerate(convs):
+        dilation = 2 if block == 4 else 1
+        field += count * 2 * dilation * jump  # 3x3 convolutions
+        if block < 3:
+            field, jump = field + jump, jump * 2  # 2x2 max-pool, stride 2
+        elif block == 3:
+            field += 2 * jump  # 3x3 max-pool, stride 1
+    return field
 
 
 class CaffeInput(nn.Module):
@@ -185,4 +203,5 @@ def build_resnet(spec: dict) -> ResNetOS8:
 
 def build_vgg(spec: dict) -> VGG16OS8:
     return VGG16OS8(width=spec.get("width", 1.0), batch_norm=spec.get("batch_norm", False),
+                    convs=tuple(spec.get("convs", VGG16_CONVS)),
                     weights=spec.get("weights"))
