@@ -134,9 +134,11 @@ def pretrain_enabled(config: dict) -> bool:
 
 
 def pretrain_dataset_settings(config: dict) -> dict:
-    """Settings of the pretraining set's generation: one train split, the dataset's options, its own seed."""
+    """Settings of the pretraining set's generation: one train split, the dataset's options with
+    `pretrain.options` over them (other classes, hidden markings), its own seed."""
     dataset = copy.deepcopy(config["dataset"])
     dataset["synthetic"]["splits"] = {"train": config["pretrain"]["images"]}
+    dataset["synthetic"]["options"] = {**dataset["synthetic"]["options"], **config["pretrain"]["options"]}
     return {"seed": derive_seed(config["seed"], PRETRAIN_EXPERIMENT, "dataset"), "experiment": PRETRAIN_EXPERIMENT,
             "compute": result_compute(config["compute"]), "dataset": dataset}
 
