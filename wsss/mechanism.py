@@ -10,14 +10,25 @@ seeds, pseudo labels and VOC masks do; `truth` is the true label map, `parts` th
   tags exceeds the threshold (`pseudo_labels.seed_label`), so the rate is the share of background scores above it.
 - Part recall: `part_counts` per image (pixels of each part labelled with their object's class, among all
   objects and among large ones), summed over images with `add_counts`, then `recalls`.
+
+Over a split's files (rules `evaluate_mechanism`, `evaluate_cams_without_aggregation`): `measure_mechanism` gives
+an experiment's seeds (threshold found on the val split's CAMs at `mechanism.background_fpr`) and pseudo labels
+on the score split, `evaluate_ablated_cams` the row of the CAMs extracted with the aggregate zeroed. Only these
+read the dataset's parts/ folder: no training or tuning step opens it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
-from .data.parts import decode_parts
-from .data.voc import IGNORE_INDEX
+from .artifacts import ArtifactError
+from .cam_store import open_hdf5, read_cam_entry
+from .data.parts import decode_parts, parts_path
+from .data.voc import IGNORE_INDEX, open_layout, read_label_png
+from .evaluate import evaluate_cams, seed_sweep, sweep_points
+from .pseudo_labels import read_label_index, seed_label
+from .runtime import progress
 
 LARGE_OBJECT_SHARE = 0.15
 PART_KEYS = ("body", "marking", "large_body", "large_marking")
@@ -100,3 +111,107 @@ def add_counts(total: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> d
 def recalls(counts: dict[str, np.ndarray]) -> dict[str, float | None]:
     """{part: share of its pixels labelled with their object's class} (None where a part has no pixel)."""
     return {key: (float(hit / total) if total else None) for key, (hit, total) in counts.items()}
+
+
+# --- over a split's files: only the mechanism rules call these, and only they read parts/ ------------------
+
+def read_parts_map(layout, name: str) -> np.ndarray:
+    """The (H, W) parts map of one image of the dataset (`data/parts.py`'s encoding)."""
+    path = parts_path(layout.root, name)
+    if not path.is_file():
+        raise ArtifactError(f"parts map {path} does not exist: the mechanism measurements need the built-in "
+                            f"generator's parts/ folder (dataset.source synthetic)")
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def pooled_background_scores(cams_path, layout, split: str) -> np.ndarray:
+    """The seeds' foreground scores at the true background pixels of every image of a split, pooled."""
+    pooled = []
+    with open_hdf5(cams_path) as handle:
+        for name in progress(layout.names(split), desc=f"background scores of {split}"):
+            cams, _ = read_cam_entry(handle, name)
+            pooled.append(background_scores(cams, layout.read_mask(name, split)).astype(np.float32))
+    return np.concatenate(pooled) if pooled else np.zeros(0, np.float32)
+
+
+def threshold_at_rate_on(cams_path, layout, split: str, rate: float) -> tuple[float, float]:
+    """(threshold, the background false-positive rate it gives there): `threshold_at_background_rate` on a
+    split's CAMs (the val split's)."""
+    scores = pooled_background_scores(cams_path, layout, split)
+    threshold = threshold_at_background_rate(scores, rate)
+    return threshold, float((scores > threshold).mean())
+
+
+def label_measures(labels_of, layout, split: str, large_share: float) -> dict:
+    """Part recalls and background false-positive rate of the label maps `labels_of(name, truth)` gives for every
+    image of a split; with the summed counts."""
+    counts, false_positives, background = empty_counts(), 0, 0
+    for name in progress(layout.names(split), desc=f"parts of {split}"):
+        truth = layout.read_mask(name, split)
+        labels = labels_of(name, truth)
+        counts = add_counts(counts, part_counts(labels, truth, read_parts_map(layout, name), large_share))
+        wrong, total = background_counts(labels, truth)
+        false_positives, background = false_positives + wrong, background + total
+    return {**{f"{part}_recall": value for part, value in recalls(counts).items()},
+            "background_fpr": false_positives / background if background else None,
+            "counts": {part: value.tolist() for part, value in counts.items()}}
+
+
+def seed_measures(cams_path, val_cams_path, layout, split: str, val_split: str, settings: dict) -> dict:
+    """The seeds' part recalls on `split` at the background threshold whose false-positive rate on `val_split`'s
+    CAMs is the configured one (`settings`: the mechanism section)."""
+    threshold, val_rate = threshold_at_rate_on(val_cams_path, layout, val_split, settings["background_fpr"])
+    with open_hdf5(cams_path) as handle:
+        def seeds_of(name, truth):
+            cams, tags = read_cam_entry(handle, name)
+            if cams.shape[1:] != truth.shape:
+                raise ValueError(f"CAMs of {name} in {cams_path} are {cams.shape[1:]}, its mask {truth.shape}")
+            return seed_label(cams, tags, threshold)
+
+        measures = label_measures(seeds_of, layout, split, settings["large_object_area"])
+    return {"threshold": threshold, "threshold_chosen_on": val_split,
+            "target_background_fpr": settings["background_fpr"], "val_background_fpr": val_rate, **measures}
+
+
+def pseudo_label_measures(label_index, layout, split: str, settings: dict) -> dict:
+    """The pseudo labels' part recalls and background false-positive rate on `split`, as they are."""
+    paths = read_label_index(label_index)
+
+    def labels_of(name, truth):
+        if name not in paths:
+            raise ValueError(f"{label_index} lists no pseudo label of {name} (split {split!r})")
+        return read_label_png(paths[name], truth.shape, len(layout.class_names))
+
+    return label_measures(labels_of, layout, split, settings["large_object_area"])
+
+
+def measure_mechanism(cams_path, val_cams_path, label_index, dataset, split: str, val_split: str,
+                      settings: dict) -> dict:
+    """An experiment's mechanism figures on the score split: its CAM seeds at the fixed background rate (the
+    threshold found on val's CAMs) and its pseudo labels. The sections `cam` and `pseudo_label` add columns to
+    those rows of the table."""
+    layout = open_layout(dataset)
+    return {"stage": "mechanism", "split": split, "num_images": len(layout.names(split)), "settings": settings,
+            "cam": seed_measures(cams_path, val_cams_path, layout, split, val_split, settings),
+            "pseudo_label": pseudo_label_measures(label_index, layout, split, settings)}
+
+
+def best_seed_threshold(cams_path, layout, split: str, thresholds: list[float]) -> float:
+    """The background threshold whose seeds score the best mIoU on `split` (the first of equals): how
+    tune_background chooses it on val."""
+    _, confusions = seed_sweep(cams_path, layout, split, thresholds)
+    return max(sweep_points(thresholds, confusions, layout.class_names), key=lambda point: point["miou"])["threshold"]
+
+
+def evaluate_ablated_cams(cams_path, val_cams_path, dataset, split: str, val_split: str, settings: dict,
+                          stage: str = "cam_no_aggregation") -> dict:
+    """A table row of CAMs extracted with the aggregate zeroed: the seeds' mIoU at the threshold chosen on their
+    own val maps (as tune_background chooses the full CAMs'), and their mechanism figures at the fixed background
+    rate, its threshold also found on their own val maps. `settings`: the cam and mechanism sections."""
+    layout = open_layout(dataset)
+    thresholds = settings["cam"]["bg_thresholds"]
+    threshold = best_seed_threshold(val_cams_path, layout, val_split, thresholds)
+    row = evaluate_cams(cams_path, layout, split, thresholds, threshold, val_split)
+    return {**row, "stage": stage,
+            "mechanism": seed_measures(cams_path, val_cams_path, layout, split, val_split, settings["mechanism"])}
