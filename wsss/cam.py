@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from .ablation import aggregate_zeroed
 from .cam_store import BackgroundWriter, CamWriter, read_cams
 from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from .data.voc import VOCLayout, open_layout, shard_names
@@ -68,9 +70,16 @@ def extract_accumulated_cams(accumulated_path: str | Path, dataset: str | Path |
     return len(names)
 
 
+ABLATIONS = ("aggregation",)
+
+
 def extract_cams(model_path: str | Path, dataset: str | Path | VOCLayout, split: str, settings: dict,
-                 out_path: str | Path, shard: int = 0, num_shards: int = 1) -> int:
-    """Compute and store the CAMs of one shard of a split; returns the number of images written."""
+                 out_path: str | Path, shard: int = 0, num_shards: int = 1, ablation: str | None = None) -> int:
+    """Compute and store the CAMs of one shard of a split; returns the number of images written.
+
+    `ablation` "aggregation": with the semantic aggregation's aggregate zeroed (`ablation.aggregate_zeroed`)."""
+    if ablation not in (None, *ABLATIONS):
+        raise ValueError(f"unknown ablation {ablation!r} (known: {', '.join(ABLATIONS)})")
     cam_settings = settings["cam"]
     device = select_device(settings["compute"]["device"])
     layout = open_layout(dataset)
@@ -81,8 +90,10 @@ def extract_cams(model_path: str | Path, dataset: str | Path | VOCLayout, split:
     batches = size_grouped_batches(image_sizes(layout, names), cam_settings["batch_size"])
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_inference,
                         num_workers=settings["compute"]["loader_workers"], pin_memory=device.type == "cuda")
-    log.info("CAMs of shard %d/%d: %d images of split %s on %s", shard, num_shards, len(names), split, device)
-    with CamWriter(out_path, expected_names=names) as store, BackgroundWriter(store) as writer:
+    log.info("CAMs of shard %d/%d: %d images of split %s on %s%s", shard, num_shards, len(names), split, device,
+             f", {ablation} ablated" if ablation else "")
+    ablated = aggregate_zeroed(model) if ablation == "aggregation" else contextlib.nullcontext()
+    with ablated, CamWriter(out_path, expected_names=names) as store, BackgroundWriter(store) as writer:
         for images, batch_names in progress(loader, desc=f"CAM shard {shard}", total=len(batches)):
             batch_classes = sorted({tag for name in batch_names for tag in tags[name]})  # the batch's tags only
             cams = multiscale_cams(model, images.to(device, non_blocking=True), cam_settings["scales"],
