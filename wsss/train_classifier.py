@@ -19,10 +19,11 @@ from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, we
 from .cli import run_record
 from .code_version import code_version
 from .config import derive_seed, result_compute
-from .data.datasets import ClassificationDataset, pass_loader, seeded_batches
+from .data.datasets import ClassificationDataset, pass_loader, seeded_batches, split_has_masks
 from .data.voc import VOCLayout, open_layout
 from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
 from .guards import FiniteGuard
+from .models.bank_measures import bank_summary
 from .models.classifier import CAMClassifier, build_classifier
 from .models.rca_schedule import aggregation_ready, idle_parameters, rca_step, refresh_centroids, regions_needed
 from .oaa import accumulate_cams, read_accumulated, write_accumulated
@@ -67,8 +68,9 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
     idle = idle_parameters(model, epoch, rca) if network is not model else []
     total_loss = total_contrast = 0.0
     correct = seen_tags = images = 0
-    for step, (batch_images, targets, sample_seeds) in enumerate(progress(loader, desc=f"classifier epoch {epoch}",
-                                                                          leave=False)):
+    for step, (batch_images, targets, sample_seeds, *masks) in enumerate(progress(loader,
+                                                                                   desc=f"classifier epoch {epoch}",
+                                                                                   leave=False)):
         batch_images = batch_images.to(device, non_blocking=True).contiguous(memory_format=memory_format(compute))
         host_targets, targets = targets, targets.to(device, non_blocking=True)
         with autocast(compute, device):
@@ -78,7 +80,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, settings: dict
             loss = loss + rca["coarse_weight"] * F.multilabel_soft_margin_loss(out["coarse_logits"].float(), targets)
         contrast = None
         if model.bank is not None:
-            contrast = rca_step(model, out, host_targets, sample_seeds, rca, epoch)
+            contrast = rca_step(model, out, host_targets, sample_seeds, rca, epoch, masks[0] if masks else None)
             if contrast is not None:
                 loss = loss + rca["contrast_weight"] * contrast
         if idle:
@@ -115,6 +117,19 @@ def init_classifier(train_settings: dict, seed: int, num_classes: int) -> CAMCla
     return build_classifier(train_settings, num_classes)
 
 
+def measures_bank_purity(layout: VOCLayout, split: str, train_settings: dict, requested: bool | None) -> bool:
+    """Whether this run measures its bank entries' purity: an RCA run (a bank) whose training split has true masks.
+    `requested` None: whenever it can; False: never; True: it must (an error where it cannot)."""
+    has_bank = train_settings["rca"]["contrast"] or train_settings["rca"]["aggregation"]
+    if requested is False or not has_bank:
+        return False
+    if split_has_masks(layout, split):
+        return True
+    if requested:
+        raise ValueError(f"the bank's purity is measured against true masks: split {split!r} has none")
+    return False
+
+
 def run_fingerprint(layout: VOCLayout, dataset: ClassificationDataset, settings: dict, device: torch.device) -> dict:
     """Everything a classifier run's result depends on (what a checkpoint must match to be resumed)."""
     train_settings = settings["classifier"]
@@ -128,12 +143,17 @@ def run_fingerprint(layout: VOCLayout, dataset: ClassificationDataset, settings:
 def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict, model_path: str | Path,
                      history_path: str | Path, checkpoint_dir: str | Path,
                      accumulated_path: str | Path | None = None, val_split: str | None = None,
-                     accumulated_val_path: str | Path | None = None) -> dict:
+                     accumulated_val_path: str | Path | None = None, bank_purity: bool | None = None) -> dict:
     """Train (or resume) the classifier; write the final model and the per-epoch history.
 
     With `classifier.accumulate_cams`, also the online-accumulated CAMs (to `accumulated_path`), and, given
     `val_split` and `accumulated_val_path`, those of the val images, accumulated after every epoch in the same
     way (never trained on): the background threshold chosen on val then fits the maps it is applied to.
+
+    An RCA run records after every epoch what its bank holds (`bank_measures.bank_summary`): the nearest-neighbour
+    accuracy of its entries and, where the training split has true masks (`bank_purity`: see
+    `measures_bank_purity`), their purity. The masks reach the measurement only: the weights and the bank are the
+    same with it or without.
     """
     train_settings = settings["classifier"]
     seed, experiment = settings["seed"], settings["experiment"]
@@ -144,8 +164,9 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
         raise ValueError(f"classifier.batch_size {train_settings['batch_size']} must be a multiple of the "
                          f"{world_size()} processes (it is the global batch)")
     layout = open_layout(dataset)
+    measuring_purity = measures_bank_purity(layout, split, train_settings, bank_purity)
     dataset = ClassificationDataset(layout, split, train_settings["input_size"], train_settings["scale_range"],
-                                    train_settings["color_jitter"])
+                                    train_settings["color_jitter"], with_masks=measuring_purity)
     compute = settings["compute"]
     model = init_classifier(train_settings, seed, layout.num_foreground).to(device,
                                                                            memory_format=memory_format(compute))
@@ -167,6 +188,8 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
             accumulating_sets["val"] = (val_images, Path(checkpoint_dir) / "accumulated_val.h5", accumulated_val_path)
     checkpoint_path = Path(checkpoint_dir) / "last.pt"
     fingerprint = {**run_fingerprint(layout, dataset, settings, device), "accumulating": sorted(accumulating_sets)}
+    if measuring_purity:  # a checkpoint without the purities of its bank's entries cannot go on measuring them
+        fingerprint["bank_purity"] = True
     if fingerprint["starting_weights"]:
         log.info("backbone starts from %s (sha256 %s)", train_settings["backbone"]["weights"],
                  fingerprint["starting_weights"])
@@ -178,6 +201,8 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
         optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
+        if measuring_purity:
+            model.bank.purity.copy_(state["bank_purity"])
         history, start_epoch = state["history"], state["epoch"] + 1
         accumulated = {role: read_accumulated(checkpoint) for role, (_, checkpoint, _) in accumulating_sets.items()}
         log.info("resuming classifier from %s at epoch %d", checkpoint_path, start_epoch)
@@ -209,6 +234,8 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
         record.update(lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - started, 2))
         if model.uses_aggregation:
             record["aggregation"] = aggregating
+        if model.bank is not None and is_main:
+            record["bank"] = bank_summary(model.bank, measuring_purity)
         history.append(record)
         log.info("epoch %d: loss %.4f tag accuracy %.4f (%.1f s)", epoch, record["loss"], record["tag_accuracy"],
                  record["seconds"])
@@ -219,7 +246,8 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
                             train_settings["batch_size"], device, compute, settings["compute"]["loader_workers"])
             write_accumulated(accumulated[role], images.tags, checkpoint)  # before last.pt: kept in step
         save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
+                         "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
+                         **({"bank_purity": model.bank.purity} if measuring_purity else {})},
                         checkpoint_path, fingerprint)
 
     if not is_main:

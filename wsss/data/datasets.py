@@ -106,12 +106,26 @@ def _seeded(item) -> tuple[int, int]:
     return index, sample_seed
 
 
+def split_has_masks(layout: VOCLayout, split: str) -> bool:
+    """Whether every image of `split` has its true mask (recorded in the manifest, when the layout has one)."""
+    paths = [layout.label_path(name, split) for name in layout.names(split)]
+    if layout.manifest is not None:
+        return all(path.relative_to(layout.root).as_posix() in layout.manifest["files"] for path in paths)
+    return all(path.is_file() for path in paths)
+
+
 class ClassificationDataset(Dataset):
-    """Images with their multi-hot tags, augmented for classifier training."""
+    """Images with their multi-hot tags, augmented for classifier training.
+
+    With `with_masks`, each sample also carries its true mask (uint8, 255 where the crop is padded) augmented as
+    its image is: for measurements only, never for the loss. The augmentation draws the same random numbers either
+    way, so the images are the same with or without the masks."""
 
     def __init__(self, layout: VOCLayout, split: str, input_size: int, scale_range=(1.0, 1.0),
-                 color_jitter=(0.0, 0.0, 0.0, 0.0)):
+                 color_jitter=(0.0, 0.0, 0.0, 0.0), with_masks: bool = False):
         self.layout = layout
+        self.split = split
+        self.with_masks = with_masks
         self.tags = layout.tags(split)
         self.names = list(self.tags)
         self.num_classes = layout.num_foreground
@@ -123,17 +137,22 @@ class ClassificationDataset(Dataset):
         return len(self.names)
 
     def __getitem__(self, item):
-        """(image, multi-hot tags, sample seed): the seed also drives RCA's per-region draws."""
+        """(image, multi-hot tags, sample seed[, mask]): the seed also drives RCA's per-region draws."""
         index, sample_seed = _seeded(item)
         name = self.names[index]
         image = to_tensor(self.layout.read_image(name))
         if self.jitter is not None:
             image = self.jitter(image)
         # square resize to the input size (RCA's protocol), then scale jitter and crop
-        image = F.interpolate(image[None], size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False)[0]
-        image, _ = random_scale_crop(normalize(image), None, self.input_size, self.scale_range)
-        return image, multi_hot(self.tags[name], self.num_classes), sample_seed
+        size = (self.input_size, self.input_size)
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+        mask = None
+        if self.with_masks:
+            mask = torch.from_numpy(self.layout.read_mask(name, self.split).astype(np.int64))
+            mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
+        image, mask = random_scale_crop(normalize(image), mask, self.input_size, self.scale_range)
+        sample = (image, multi_hot(self.tags[name], self.num_classes), sample_seed)
+        return sample if mask is None else (*sample, mask.to(torch.uint8))
 
     def plain_image(self, index: int) -> torch.Tensor:
         """The image as the network sees it, without augmentation (square-resized, normalised)."""

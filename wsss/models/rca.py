@@ -42,6 +42,10 @@ class RegionMemoryBank(nn.Module):
     update "momentum" (the public code): the slot is blended, slot = m slot + (1 - m) e, renormalised;
     an empty slot takes e as it is (blending into zeros would only shrink it).
     Either way the pointer then moves on by one. Buffers, so the bank is saved with the model.
+
+    `purity` holds a measurement of each entry (the share of its region on an object of its class), written with
+    the entry, blended as it is; NaN where never measured. A measurement, not a part of the model: it is not in
+    the state dict, so the model saved is the same with or without it (the trainer checkpoints it itself).
     """
 
     def __init__(self, num_classes: int, size: int, dim: int, update: str = "fifo", momentum: float = 0.99):
@@ -52,6 +56,7 @@ class RegionMemoryBank(nn.Module):
         self.register_buffer("entries", torch.zeros(num_classes, size, dim))
         self.register_buffer("filled", torch.zeros(num_classes, size, dtype=torch.bool))
         self.register_buffer("pointer", torch.zeros(num_classes, dtype=torch.long))
+        self.register_buffer("purity", torch.full((num_classes, size), float("nan")), persistent=False)
 
     @property
     def num_classes(self) -> int:
@@ -62,12 +67,18 @@ class RegionMemoryBank(nn.Module):
         return self.entries.shape[1]
 
     @torch.no_grad()
-    def update(self, embeddings: torch.Tensor, classes: torch.Tensor) -> None:
-        """Write (N, D) embeddings of the given (N,) classes, in order (all ranks pass the same list)."""
-        for embedding, cls in zip(embeddings.detach(), classes.tolist()):
+    def update(self, embeddings: torch.Tensor, classes: torch.Tensor, purities: torch.Tensor | None = None) -> None:
+        """Write (N, D) embeddings of the given (N,) classes, in order (all ranks pass the same list), with their
+        (N,) `purities` when measured."""
+        purities = [None] * len(classes) if purities is None else purities.tolist()
+        for embedding, cls, purity in zip(embeddings.detach(), classes.tolist(), purities):
             slot = int(self.pointer[cls])
-            if self.update_rule == "momentum" and self.filled[cls, slot]:
+            blend = self.update_rule == "momentum" and bool(self.filled[cls, slot])
+            if blend:
                 embedding = self.momentum * self.entries[cls, slot] + (1 - self.momentum) * embedding
+            if purity is not None:
+                old = float(self.purity[cls, slot])
+                self.purity[cls, slot] = self.momentum * old + (1 - self.momentum) * purity if blend else purity
             self.entries[cls, slot] = F.normalize(embedding, dim=0)
             self.filled[cls, slot] = True
             self.pointer[cls] = (slot + 1) % self.size

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..distributed import all_gather_rows, all_reduce_sum, gather_global_batch, rank, world_size
+from .bank_measures import cell_labels, region_purity
 from .classifier import CAMClassifier
 from .ops import select_rows
 from .rca import (MixupPartners, RegionMemoryBank, bank_partners, batch_partner_draw, kmeans, mixup_contrast_losses,
@@ -17,13 +18,14 @@ from .rca import (MixupPartners, RegionMemoryBank, bank_partners, batch_partner_
 
 
 def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seeds: torch.Tensor, rca: dict,
-             epoch: int) -> torch.Tensor | None:
+             epoch: int, masks: torch.Tensor | None = None) -> torch.Tensor | None:
     """RCA's per-batch work: the contrast loss (when on and started) and the memory-bank update.
 
     Regions are the tagged (image, class) pairs; those whose class score is confident enough enter
     the bank after the loss is computed, all-gathered so every rank applies the same updates, in the
     order one process would. `targets` and `sample_seeds` are read on the host, as the loader gives them:
-    the regions' indices, image count and mixup seeds then cost no wait for the GPU.
+    the regions' indices, image count and mixup seeds then cost no wait for the GPU. Given the images' true
+    `masks` (B, H, W), as augmented, each entry's purity is measured and follows it into the bank (never the loss).
     """
     device = out["embeddings"].device
     host_images, host_classes = targets.cpu().nonzero(as_tuple=True)
@@ -47,7 +49,12 @@ def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seed
     order = torch.argsort(all_gather_rows(position[confident]))
     new_entries = all_gather_rows(tagged[confident].detach())[order]
     new_classes = all_gather_rows(classes[confident])[order]
-    model.bank.update(new_entries, new_classes)
+    new_purities = None
+    if masks is not None:
+        coarse_cams = out["coarse_cams"].detach().float()
+        purities = region_purity(coarse_cams, cell_labels(masks.to(device), coarse_cams.shape[-2:]))
+        new_purities = all_gather_rows(purities[images, classes][confident])[order]
+    model.bank.update(new_entries, new_classes, new_purities)
     return contrast
 
 
