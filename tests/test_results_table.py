@@ -57,3 +57,33 @@ def test_rows_name_their_split_role_and_where_each_choice_was_made():
     assert rows[4]["detail"] == "bg_power 4.0 fixed in config; 12.5% ignored; labelled-pixel mIoU 0.7000"
     assert rows[2]["detail"] == "scales 1/0.5/0.75 (max), CRF; from resnet101-63fe2227.pth"
     assert rows[3]["detail"] == "scales 1 + flip (mean), no CRF; from random weights"
+
+
+def test_the_mechanism_figures_fill_the_seed_and_pseudo_label_rows_and_stay_empty_elsewhere(tmp_path):
+    import json
+
+    from wsss.results_table import read_mechanism, with_mechanism
+
+    seeds = {"threshold": 0.7312, "threshold_chosen_on": "val", "target_background_fpr": 0.15,
+             "val_background_fpr": 0.1498, "body_recall": 0.41, "marking_recall": 0.83, "large_body_recall": 0.33,
+             "large_marking_recall": 0.8, "background_fpr": 0.162}
+    labels = {"body_recall": 0.7, "marking_recall": 0.9, "large_body_recall": None, "large_marking_recall": None,
+              "background_fpr": 0.05}
+    (tmp_path / "m.json").write_text(json.dumps({"stage": "mechanism", "cam": seeds, "pseudo_label": labels}))
+    records = {"rca": {
+        "a": metrics("cam", "train", threshold=0.35, threshold_chosen_on="val", oracle_threshold=0.5, oracle_miou=0.6),
+        "z": metrics("cam_no_aggregation", "train", threshold=0.3, threshold_chosen_on="val", oracle_threshold=0.3,
+                     oracle_miou=0.45, mechanism={**seeds, "body_recall": 0.2}, aggregation_epochs={"on": 9, "of": 10}),
+        "b": metrics("pseudo_label", "train", bg_power=2, bg_power_chosen_on="val"),
+        "c": metrics("segmentation", "val")}}
+    rows = collect_rows("d", with_mechanism(records, read_mechanism({"rca": [tmp_path / "m.json"]})))
+    assert [row["stage"] for row in rows] == ["cam", "cam_no_aggregation", "pseudo_label", "segmentation"]
+    cam, ablated, label, segmentation = rows
+    assert (cam["body_recall"], cam["marking_recall"], cam["large_body_recall"], cam["bg_fpr"]) == (0.41, 0.83, 0.33,
+                                                                                                    0.162)
+    assert cam["detail"].endswith("; parts at background FPR 0.15: threshold 0.7312 found on val (0.150 there)")
+    assert ablated["body_recall"] == 0.2 and "aggregate zeroed at inference (on in 9 of 10 training epochs)" in \
+        ablated["detail"]
+    assert (label["body_recall"], label["large_body_recall"], label["bg_fpr"]) == (0.7, "", 0.05)
+    assert all(segmentation[column] == "" for column in ("body_recall", "marking_recall", "large_body_recall",
+                                                         "large_marking_recall", "bg_fpr"))

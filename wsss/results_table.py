@@ -9,10 +9,15 @@ from pathlib import Path
 
 from .artifacts import read_json, write_text
 
+# column -> the mechanism figure it shows (built-in dataset only: wsss/mechanism.py; empty elsewhere)
+MECHANISM_FIGURES = {"body_recall": "body_recall", "marking_recall": "marking_recall",
+                     "large_body_recall": "large_body_recall", "large_marking_recall": "large_marking_recall",
+                     "bg_fpr": "background_fpr"}
+MECHANISM_COLUMNS = tuple(MECHANISM_FIGURES)
 COLUMNS = ("dataset", "experiment", "stage", "split", "role", "miou", "pixel_accuracy", "fg_recall", "fg_precision",
-           "num_images", "detail")
+           *MECHANISM_COLUMNS, "num_images", "detail")
 ROLE_LABELS = {"train": "train", "score": "train", "val": "val (tuning)", "test": "test (held out)"}
-STAGE_ORDER = {"cam": 0, "pseudo_label": 1, "segmentation": 2}
+STAGE_ORDER = {"cam": 0, "cam_no_aggregation": 1, "pseudo_label": 2, "segmentation": 3}
 
 
 def _rounded(value) -> float | str:
@@ -26,9 +31,13 @@ def split_role_labels(roles: dict[str, str | None]) -> dict[str, str]:
 
 def choices_detail(metrics: dict) -> str:
     """Which value each choice behind a row took, and on which split it was made."""
-    if metrics["stage"] == "cam":
-        return (f"threshold {metrics['threshold']} chosen on {metrics['threshold_chosen_on']}; oracle (best on "
+    if metrics["stage"] in ("cam", "cam_no_aggregation"):
+        text = (f"threshold {metrics['threshold']} chosen on {metrics['threshold_chosen_on']}; oracle (best on "
                 f"{metrics['split']}'s masks) {metrics['oracle_miou']:.4f} at {metrics['oracle_threshold']}")
+        if "aggregation_epochs" in metrics:
+            epochs = metrics["aggregation_epochs"]
+            text += f"; aggregate zeroed at inference (on in {epochs['on']} of {epochs['of']} training epochs)"
+        return text
     if "bg_power" in metrics:
         source = "fixed in config" if metrics["bg_power_chosen_on"] == "config" else \
             f"chosen on {metrics['bg_power_chosen_on']}"
@@ -49,9 +58,24 @@ def scoring_detail(metrics: dict) -> str:
     return text + (f"; from {metrics['starting_weights']}" if metrics.get("starting_weights") else "")
 
 
+def mechanism_columns(figures: dict | None) -> dict:
+    """The mechanism columns of a row from its figures (`mechanism.measure_mechanism`'s section); empty without."""
+    figures = figures or {}
+    return {column: _rounded(figures.get(figure)) for column, figure in MECHANISM_FIGURES.items()}
+
+
+def mechanism_detail(figures: dict | None) -> str:
+    """Where the seeds' part recalls were measured: the background rate, and the threshold found on val for it."""
+    if not figures or "threshold" not in figures:
+        return ""
+    return (f"parts at background FPR {figures['target_background_fpr']}: threshold {figures['threshold']:.4f} found "
+            f"on {figures['threshold_chosen_on']} ({figures['val_background_fpr']:.3f} there)")
+
+
 def metrics_row(dataset: str, experiment: str, metrics: dict, roles: dict[str, str] | None = None) -> dict:
-    """One row of the table; `roles`: {split: role label} (`split_role_labels`)."""
-    details = [choices_detail(metrics)]
+    """One row of the table; `roles`: {split: role label} (`split_role_labels`). The mechanism columns come from
+    `metrics["mechanism"]` where it is set (`with_mechanism`)."""
+    details = [choices_detail(metrics), mechanism_detail(metrics.get("mechanism"))]
     if metrics.get("ignored_fraction", 0) > 0:
         details.append(f"{100 * metrics['ignored_fraction']:.1f}% ignored; labelled-pixel mIoU "
                        f"{metrics['labelled_miou']:.4f}")
@@ -60,12 +84,33 @@ def metrics_row(dataset: str, experiment: str, metrics: dict, roles: dict[str, s
             "miou": round(metrics["miou"], 4), "pixel_accuracy": round(metrics["pixel_accuracy"], 4),
             "fg_recall": _rounded(metrics.get("foreground_recall")),
             "fg_precision": _rounded(metrics.get("foreground_precision")),
+            **mechanism_columns(metrics.get("mechanism")),
             "num_images": metrics["num_images"], "detail": "; ".join(detail for detail in details if detail)}
 
 
 def read_metrics(metrics_files: dict[str, list[str | Path]]) -> dict[str, dict[str, dict]]:
     """{experiment: {metrics json: its metrics}} from {experiment: [metrics json, ...]}."""
     return {experiment: {str(path): read_json(path) for path in paths} for experiment, paths in metrics_files.items()}
+
+
+def read_mechanism(mechanism_files: dict[str, list[str | Path]]) -> dict[str, dict[str, dict]]:
+    """{experiment: {stage: its mechanism figures}} from {experiment: [mechanism json]} (`evaluate_mechanism`'s,
+    whose sections are named by the stage they describe)."""
+    figures: dict[str, dict[str, dict]] = {}
+    for experiment, paths in mechanism_files.items():
+        for path in paths:
+            record = read_json(path)
+            figures.setdefault(experiment, {}).update({stage: record[stage] for stage in ("cam", "pseudo_label")})
+    return figures
+
+
+def with_mechanism(metrics: dict[str, dict[str, dict]], mechanism: dict[str, dict[str, dict]]
+                   ) -> dict[str, dict[str, dict]]:
+    """`read_metrics`'s records with each stage's mechanism figures under "mechanism" where there are some."""
+    return {experiment: {path: ({**record, "mechanism": mechanism[experiment][record["stage"]]}
+                                if record["stage"] in mechanism.get(experiment, {}) else record)
+                         for path, record in records.items()}
+            for experiment, records in metrics.items()}
 
 
 def in_table_order(rows: list[dict], experiments: list[str]) -> list[dict]:
@@ -93,7 +138,7 @@ def read_timings(benchmark_dir: str | Path) -> list[tuple[str, float]]:
 
 def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(row.get(column, "")) for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +189,11 @@ tuning figure; a test row was never looked at while tuning. `detail` names each 
 made on; the seeds' oracle (the threshold best on the train masks themselves) sits beside them.
 fg_recall: share of object pixels labelled with their class (low: partial masks); fg_precision: share of
 pixels given a class that are of it (low: spill-over).
+On the built-in dataset, body_recall and marking_recall: the share of the objects' body pixels, and of their class
+marking's, labelled with their class (large_*: objects above mechanism.large_object_area of the image); bg_fpr:
+the share of background pixels given a class. The seeds' (cam rows) are measured at the background threshold
+whose rate on val is mechanism.background_fpr, not at the row's threshold; the pseudo labels' as they are.
+`cam_no_aggregation`: the CAMs of the same classifier with RCA's aggregate zeroed at inference.
 """
 
 

@@ -19,8 +19,10 @@ from wsss.results_table import (
     collect_rows,
     split_role_labels,
     provenance_rows,
+    read_mechanism,
     read_metrics,
     read_timings,
+    with_mechanism,
     write_benchmark,
     write_provenance,
 )
@@ -35,14 +37,16 @@ parser.add_argument("--config", help="the config file (under Snakemake: the run'
 parser.add_argument("--benchmarks", nargs="*", default=[], help="EXPERIMENT=DIR of Snakemake benchmark files")
 parser.add_argument("--histories", nargs="*", default=[], help="EXPERIMENT:STAGE=history.json of the trainings")
 parser.add_argument("--metrics", nargs="+", required=True, help="EXPERIMENT=metrics.json")
+parser.add_argument("--mechanism", nargs="*", default=[], help="EXPERIMENT=mechanism figures (.json) of its rows")
 job = globals().get("snakemake")
 args = parse_args(parser, job)
 config = job.config if job is not None else load_config(args.config)
-metrics_files = defaultdict(list)
-for item in args.metrics:
-    experiment, path = item.split("=", 1)
-    metrics_files[experiment].append(path)
-metrics = read_metrics(dict(metrics_files))
+metrics_files, mechanism_files = defaultdict(list), defaultdict(list)
+for files, items in ((metrics_files, args.metrics), (mechanism_files, args.mechanism)):
+    for item in items:
+        experiment, path = item.split("=", 1)
+        files[experiment].append(path)
+metrics = with_mechanism(read_metrics(dict(metrics_files)), read_mechanism(dict(mechanism_files)))
 histories = {tuple(item.split("=", 1)[0].split(":")): item.split("=", 1)[1] for item in args.histories}
 timings = {item.split("=", 1)[0]: read_timings(Path(item.split("=", 1)[1])) for item in args.benchmarks}
 config_sha256 = settings_sha256(config)
