@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -71,8 +73,11 @@ def main(argv=None) -> int:
                         help="an object is large above this share of the image (visible area)")
     parser.add_argument("--config", help="the resolved config to use instead of each run's results/config.yaml")
     parser.add_argument("--device", default="cpu", help="where the backbone runs for the probe")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch's CPU threads (1, as the built-in config's jobs: on a busy machine more are slower)")
     parser.add_argument("--json", help="write every figure (and the verdicts) here")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     rows, seconds = {}, {}
     for path in args.runs:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .artifacts import ArtifactError, load_torch
 from .cam_store import open_hdf5, read_cam_entry
 from .config import load_config
-from .data.datasets import normalize, to_tensor
+from .data.datasets import image_sizes, normalize, size_grouped_batches, to_tensor
 from .data.parts import decode_parts
 from .data.voc import VOCLayout, open_layout
 from .mechanism import LARGE_OBJECT_SHARE, label_measures, object_class, read_parts_map, seed_measures
@@ -126,24 +126,26 @@ def object_body_weights(truth: np.ndarray, parts: np.ndarray, size: tuple[int, i
 
 
 @torch.no_grad()
-def body_features(backbone: torch.nn.Module, layout: VOCLayout, split: str,
-                  device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def body_features(backbone: torch.nn.Module, layout: VOCLayout, split: str, device: torch.device,
+                  batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) features and (N,) classes of every object with a visible body in a split's images: the backbone's
     feature map (the whole image, as the CAMs see it) averaged over the object's body cells, weighted by
     `object_body_weights`."""
+    names = layout.names(split)
     features, classes = [], []
-    for name in progress(layout.names(split), desc=f"body features of {split}"):
-        image = normalize(to_tensor(layout.read_image(name)))[None].to(device)
-        feature_map = backbone(image)[0].float().cpu()  # (D, h, w)
-        truth = layout.read_mask(name, split)
-        for cls, weights in object_body_weights(truth, read_parts_map(layout, name), tuple(feature_map.shape[1:])):
-            if weights.sum() <= 0:
-                continue
-            features.append((feature_map * weights).sum(dim=(1, 2)) / weights.sum())
-            classes.append(cls)
+    for batch in progress(size_grouped_batches(image_sizes(layout, names), batch_size), desc=f"body features of {split}"):
+        images = torch.stack([normalize(to_tensor(layout.read_image(names[index]))) for index in batch])
+        feature_maps = backbone(images.to(device)).float().cpu()  # (B, D, h, w)
+        for index, feature_map in zip(batch, feature_maps):
+            truth, parts = layout.read_mask(names[index], split), read_parts_map(layout, names[index])
+            objects = object_body_weights(truth, parts, tuple(feature_map.shape[1:]))
+            if objects:
+                weights = torch.stack([object_weights for _, object_weights in objects]).flatten(1)  # (K, hw)
+                features.append((weights @ feature_map.flatten(1).T) / weights.sum(1, keepdim=True))
+                classes += [cls for cls, _ in objects]
     if not features:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return torch.stack(features).numpy(), np.asarray(classes, np.int64)
+    return torch.cat(features).numpy(), np.asarray(classes, np.int64)
 
 
 def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, num_classes: int,
