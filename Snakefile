@@ -32,6 +32,11 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/cams.smk"
 include: "workflow/rules/pseudo_labels.smk"
 include: "workflow/rules/segmentation.smk"
+if MECHANISM:
+
+    include: "workflow/rules/mechanism.smk"
+
+
 include: "workflow/rules/report.smk"
 
 

@@ -204,6 +204,13 @@ def best_seed_threshold(cams_path, layout, split: str, thresholds: list[float]) 
     return max(sweep_points(thresholds, confusions, layout.class_names), key=lambda point: point["miou"])["threshold"]
 
 
+def aggregation_epochs(history: dict) -> dict[str, int]:
+    """{"on": epochs, "of": epochs} of a classifier's training history: in how many epochs the aggregation was on.
+    Never on, its aggregate was zero throughout, and the CAMs with it zeroed are the full CAMs."""
+    epochs = history["epochs"]
+    return {"on": sum(bool(epoch.get("aggregation")) for epoch in epochs), "of": len(epochs)}
+
+
 def evaluate_ablated_cams(cams_path, val_cams_path, dataset, split: str, val_split: str, settings: dict,
                           stage: str = "cam_no_aggregation") -> dict:
     """A table row of CAMs extracted with the aggregate zeroed: the seeds' mIoU at the threshold chosen on their

@@ -12,6 +12,7 @@ imports torch. `tests/test_workflow.py` parses the Snakefile with torch made uni
   `resources`): cores, GPUs, memory, wall time, and where the site sets them, GPU model and partition.
 - `split_roles` / `index_specs`: which split plays which part, and how the dataset's index checks it.
 - `pretrain_*`: the settings of the built-in dataset's pretraining stage.
+- `measures_mechanism` / `ablates_aggregation`: where the mechanism measurements are planned.
 """
 
 from __future__ import annotations
@@ -153,3 +154,16 @@ def pretrain_classifier_settings(config: dict) -> dict:
                  "rca": {"contrast": False, "aggregation": False}}
     return {"seed": derive_seed(config["seed"], PRETRAIN_EXPERIMENT, "classifier"), "experiment": PRETRAIN_EXPERIMENT,
             "compute": result_compute(config["compute"]), "classifier": deep_merge(config["classifier"], overrides)}
+
+
+def measures_mechanism(config: dict) -> bool:
+    """Whether the mechanism measurements are planned: only the built-in dataset has the objects' parts."""
+    return config["dataset"]["source"] == "synthetic"
+
+
+def ablates_aggregation(config: dict, experiment: str) -> bool:
+    """Whether an experiment's CAMs are also extracted with the aggregate zeroed: inference CAMs of a classifier
+    with the semantic aggregation (the maps OAA accumulated in training cannot be remade without it)."""
+    resolved = resolve_experiment(config, experiment)
+    return (measures_mechanism(config) and resolved["classifier"]["rca"]["aggregation"]
+            and resolved["cam"]["protocol"] == "inference" and resolved["segmentation"]["labels"] != "ground_truth")

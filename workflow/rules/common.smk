@@ -10,7 +10,9 @@ from wsss.code_version import code_version
 from wsss.config import DOWNLOADS_FOLDER, experiments_to_run, resolve_experiment
 from wsss.data.manifest import index_check
 from wsss.rules import (
+    ablates_aggregation,
     dataset_archives,
+    measures_mechanism,
     pretrain_classifier_settings,
     pretrain_dataset_settings,
     pretrain_enabled,
@@ -70,6 +72,8 @@ wildcard_constraints:
 
 ACCUMULATING = [name for name in EXPERIMENTS if resolve_experiment(config, name)["classifier"]["accumulate_cams"]]
 OAA_CAMS = [name for name in EXPERIMENTS if resolve_experiment(config, name)["cam"]["protocol"] == "accumulated"]
+MECHANISM = measures_mechanism(config)  # the built-in dataset: its parts/ say where each object's body and marking are
+ABLATED = [name for name in EXPERIMENTS if ablates_aggregation(config, name)]  # CAMs also with the aggregate zeroed
 
 
 def settings(*sections):
@@ -134,15 +138,25 @@ def classifier_inputs(wildcards):
 
 
 def experiment_metrics(experiment):
-    """The metrics files of an experiment (an oracle has no CAMs or pseudo labels)."""
+    """The metrics files of an experiment, one row of the table each (an oracle has no CAMs or pseudo labels; an
+    experiment in ABLATED has a row of its CAMs with the aggregate zeroed)."""
     seeds_and_labels = [
         f"{RESULTS}/{experiment}/metrics/cam_{SCORE_SPLIT}.json",
+        *([f"{RESULTS}/{experiment}/metrics/cam_no_aggregation_{SCORE_SPLIT}.json"] if experiment in ABLATED else []),
         f"{RESULTS}/{experiment}/metrics/pseudo_label_{SCORE_SPLIT}.json",
     ]
     return [
         *([] if trains_on_ground_truth(experiment) else seeds_and_labels),
         *[f"{RESULTS}/{experiment}/metrics/segmentation_{split}.json" for split in SEGMENTATION_SPLITS],
     ]
+
+
+def mechanism_metrics(experiment):
+    """The mechanism figures of an experiment's seeds and pseudo labels (columns of their rows in the table):
+    where the dataset has parts and the experiment has CAMs."""
+    if not MECHANISM or trains_on_ground_truth(experiment):
+        return []
+    return [f"{RESULTS}/{experiment}/metrics/mechanism_{SCORE_SPLIT}.json"]
 
 
 def experiment_figures(experiment):

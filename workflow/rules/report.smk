@@ -5,6 +5,7 @@
 rule results_table:
     input:
         metrics=[path for experiment in RUN for path in experiment_metrics(experiment)],
+        mechanism=[path for experiment in RUN for path in mechanism_metrics(experiment)],
         histories=list(training_histories().values()),
     output:
         csv=report(BENCHMARK_CSV, caption="../report/results_table.rst", category="Results"),
@@ -14,6 +15,7 @@ rule results_table:
     params:
         dataset_name=DATASET,
         metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
+        mechanism=[f"{experiment}={path}" for experiment in RUN for path in mechanism_metrics(experiment)],
         histories=[f"{key}={path}" for key, path in training_histories().items()],
         benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN]
         + ([f"pretrain={PRETRAIN}/benchmarks"] if USES_PRETRAINING else []),

@@ -1,0 +1,92 @@
+# The mechanism measurements of the built-in dataset, whose parts/ folder says where each object's body and marking
+# are: how much of each the seeds (at a fixed background false-positive rate) and the pseudo labels cover, and, for
+# an experiment with the semantic aggregation, its CAMs with the aggregate zeroed at inference. Only the two
+# evaluation rules here read parts/ (docs/evaluation.md).
+
+
+# The CAMs of the score and val splits with the aggregate zeroed: the val maps give the ablated seeds their own
+# threshold choices, as the full CAMs get theirs on tuning/cams_val.h5.
+rule extract_cams_without_aggregation:
+    input:
+        model=f"{EXP}/classifier/model.pt",
+        dataset=DATA_ROOT,
+        manifest=MANIFEST,
+    output:
+        out=f"{EXP}/mechanism/cams_no_aggregation_{{split}}.h5",
+    wildcard_constraints:
+        experiment=names_regex(ABLATED),
+        split=names_regex([SCORE_SPLIT, VAL_SPLIT]),
+    params:
+        settings=settings("cam"),
+        split=lambda wildcards: wildcards.split,
+        ablation="aggregation",
+        code_version=code("extract_cams.py"),
+    threads: threads("cams")
+    resources:
+        **resources("cams"),
+    log:
+        f"{LOGS}/extract_cams_without_aggregation-{{split}}.log",
+    benchmark:
+        f"{BENCHMARKS}/extract_cams_without_aggregation-{{split}}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/extract_cams.py"
+
+
+rule evaluate_mechanism:
+    input:
+        cams=f"{EXP}/cams/cams.h5",
+        val_cams=f"{TUNING}/cams_{VAL_SPLIT}.h5",
+        pseudo_labels=f"{EXP}/pseudo_labels/index.txt",
+        dataset=DATA_ROOT,
+        manifest=MANIFEST,
+    output:
+        out=f"{EXP}/metrics/mechanism_{SCORE_SPLIT}.json",
+    wildcard_constraints:
+        experiment=names_regex([name for name in EXPERIMENTS if not trains_on_ground_truth(name)]),
+    params:
+        settings=settings("mechanism"),
+        split=SCORE_SPLIT,
+        val_split=VAL_SPLIT,
+        code_version=code("evaluate_mechanism.py"),
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
+    log:
+        f"{LOGS}/evaluate_mechanism.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_mechanism.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_mechanism.py"
+
+
+rule evaluate_cams_without_aggregation:
+    input:
+        cams=f"{EXP}/mechanism/cams_no_aggregation_{SCORE_SPLIT}.h5",
+        val_cams=f"{EXP}/mechanism/cams_no_aggregation_{VAL_SPLIT}.h5",
+        history=f"{EXP}/classifier/history.json",
+        dataset=DATA_ROOT,
+        manifest=MANIFEST,
+    output:
+        out=f"{EXP}/metrics/cam_no_aggregation_{SCORE_SPLIT}.json",
+    wildcard_constraints:
+        experiment=names_regex(ABLATED),
+    params:
+        settings=settings("cam", "mechanism"),
+        split=SCORE_SPLIT,
+        val_split=VAL_SPLIT,
+        code_version=code("evaluate_cams_without_aggregation.py"),
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
+    log:
+        f"{LOGS}/evaluate_cams_without_aggregation.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_cams_without_aggregation.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_cams_without_aggregation.py"
