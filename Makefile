@@ -7,6 +7,7 @@
 #   make tiny      every stage on config/tiny.yaml (a few minutes; its numbers mean nothing)
 #   make check CONFIG=config/my.yaml   check a config file (file, YAML syntax with line, schema) before a run
 #   make bench     speed of the heavy parts on this machine (bench/speed.py; VOC sizes with a GPU, reduced without)
+#   make gate [SEEDS=...]  the built-in data's gate from the baseline of runs/seedK (bench/gate.py), after make seeds
 #   make report [CONFIG=...]   results/report.html: the table, provenance, config and captioned figures of a run
 VENV ?= .venv
 PYTHON ?= python3
@@ -18,7 +19,7 @@ STAMP := $(VENV)/.installed
 
 CONFIG ?= config/config.yaml
 
-.PHONY: install demo ablation seeds tiny report check test lint bench clean
+.PHONY: install demo ablation seeds gate tiny report check test lint bench clean
 
 install: $(STAMP)
 
@@ -48,6 +49,9 @@ seeds: install
 
 bench: install
 	$(BIN)/python bench/speed.py $(BENCH_ARGS)
+
+gate: install
+	$(BIN)/python bench/gate.py $(foreach seed,$(SEEDS),runs/seed$(seed)) --json results/gate.json
 
 tiny: install
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/tiny.yaml
