@@ -30,6 +30,11 @@ DEFAULTS: dict = {
     "body_style": "class",
     # "class" style: amplitude (0..255 scale) of the body's texture (its orientation and period are class cues)
     "body_texture_contrast": 24.0,
+    # "class" style: how far (0..255 per channel, uniform) a body's colour strays from its class's family colour
+    "body_colour_spread": 10.0,
+    # "class" style: the range (0..255) of a lighting gradient across each body in a random direction, so that a
+    # body is not one flat colour a CRF fills from any seed
+    "body_shading": 0.0,
     # "pool" style: probability that a body takes its class's preferred colour and texture
     "body_class_specificity": 0.3,
     # least RGB distance between a body's colour and the mean background beneath it
@@ -213,6 +218,8 @@ def resolve_options(options: dict | None = None) -> dict:
         "hidden_markings": _number("hidden_markings", o["hidden_markings"], float, 0, 1),
         "body_style": _choice("body_style", o["body_style"], ("class", "pool")),
         "body_texture_contrast": _number("body_texture_contrast", o["body_texture_contrast"], float, 0, 128),
+        "body_colour_spread": _number("body_colour_spread", o["body_colour_spread"], float, 0, 128),
+        "body_shading": _number("body_shading", o["body_shading"], float, 0, 255),
         "body_class_specificity": _number("body_class_specificity", o["body_class_specificity"], float, 0, 1),
         "body_contrast": _number("body_contrast", o["body_contrast"], float, 0, 200),
         "context_class": _number("context_class", o["context_class"], int, 0, MAX_CLASSES - 1),

@@ -82,10 +82,11 @@ def _with_contrast(colour: np.ndarray, background_mean: np.ndarray, contrast: fl
 def class_body_style(rng, body: dict, background_mean, options) -> dict:
     """A body in its class's style: the class's colour family (jittered; lighter or darker where it would vanish
     into the background) and faint stripes of the class's orientation and period."""
-    colour = BODY_FAMILIES[body["family"]] + rng.uniform(-10, 10, 3).astype(np.float32)
+    spread = options["body_colour_spread"]
+    colour = np.clip(BODY_FAMILIES[body["family"]] + rng.uniform(-spread, spread, 3), 0, 255).astype(np.float32)
     return {"texture": body["kind"], "colour": _with_contrast(colour, background_mean, options["body_contrast"]),
             "period": body["period"] * options["image_size"] * rng.uniform(0.92, 1.08),
-            "amplitude": options["body_texture_contrast"]}
+            "amplitude": options["body_texture_contrast"], "shading": options["body_shading"]}
 
 
 def neutral_body_style(rng, background_mean, options) -> dict:
@@ -129,12 +130,10 @@ def paint_body(canvas, mask, grid, style: dict, rng) -> None:
         shade = rng.normal(0, 9, (s, s)).astype(np.float32)
     elif texture in ("horizontal", "vertical", "crossed"):
         shade = _class_texture(texture, grid, style["period"], style["amplitude"], rng)
+        if style["shading"] > 0:
+            shade = shade + _gradient_across(mask, grid, rng) * style["shading"]
     else:  # shaded: a lighting gradient across the body
-        dx, dy = unit_vector(rng)
-        proj = grid.xx * dx + grid.yy * dy
-        inside = proj[mask]
-        lo, hi = float(inside.min()), float(inside.max())
-        shade = ((proj - lo) / max(hi - lo, 1.0) - 0.5) * 40
+        shade = _gradient_across(mask, grid, rng) * 40
     canvas[mask] = np.clip(style["colour"] + shade[mask][:, None], 0, 255)
 
 
@@ -151,3 +150,12 @@ def _class_texture(kind: str, grid: Grid, period: float, amplitude: float, rng) 
     else:
         shade = amplitude / 2 * (wave((grid.xx + grid.yy) / math.sqrt(2)) + wave((grid.xx - grid.yy) / math.sqrt(2)))
     return shade + (value_noise(rng, grid.size, 6) - 0.5) * 12
+
+
+def _gradient_across(mask, grid: Grid, rng) -> np.ndarray:
+    """A linear ramp from -0.5 to 0.5 across `mask` in a random direction."""
+    dx, dy = unit_vector(rng)
+    proj = grid.xx * dx + grid.yy * dy
+    inside = proj[mask]
+    lo, hi = float(inside.min()), float(inside.max())
+    return (proj - lo) / max(hi - lo, 1.0) - 0.5
