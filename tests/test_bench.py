@@ -5,6 +5,8 @@ import json
 import math
 import sys
 
+import pytest
+
 from conftest import REPO, tiny_settings
 
 
@@ -41,12 +43,15 @@ def test_the_voc_projection_divides_each_stage_s_work_by_its_fastest_measured_ra
     figures = {"classifier training (RCA)": {"fp32": 100.0, "bf16": 200.0, "fp32 channels-last": 120.0},
                "DeepLab-v2 training": {"fp32": 10.0, "bf16": 20.0},
                "CAM extraction": {"1 image a batch": 10.0, "batches of 8": 40.0},
-               "DeepLab-v2 prediction": {"fp32": 30.0, "bf16": 50.0},
+               "DeepLab-v2 prediction": {"fp32": 30.0, "bf16": 50.0, "scales 1/0.5/0.75 (max)": 12.0},
                "dense CRF": {"1 core": 2.0, "16 cores": 28.0, "efficiency": 0.875}}
     projection = speed.project_voc_run(figures, settings)
+    # the val prediction as the papers score it (multi-scale), not the faster single-scale variants
     assert projection == {"classifier": 30 * 10582 / 200, "CAMs (train_aug, val)": (10582 + 1449) / 40,
                           "CRF pseudo labels": 10582 / 28, "DeepLab-v2": 20000 / 20,
-                          "val prediction + CRF": 1449 / 50 + 1449 / 28}
+                          "val prediction + CRF": 1449 / 12 + 1449 / 28}
+    assert speed.with_crf(figures["DeepLab-v2 prediction"], {"1 core": 2.0, "16 cores": 28.0}) == \
+        pytest.approx(1 / (1 / 12 + 1 / 28))
 
 
 def test_the_per_scale_store_reads_back_the_maps_that_the_store_holds(tmp_path):
@@ -88,7 +93,8 @@ def test_the_json_figures_hold_the_device_s_bf16_support(monkeypatch, tmp_path, 
     monkeypatch.setattr(speed, "deeplab_rate", rate)
     monkeypatch.setattr(speed, "cam_rates", lambda settings, device: {"1 image a batch": 1.0, "bf16": 0.1})
     monkeypatch.setattr(speed, "crf_rates", lambda settings: {"1 core": 1.0, "2 cores": 2.0, "efficiency": 1.0})
-    monkeypatch.setattr(speed, "deeplab_prediction_rates", lambda settings, device: {"fp32": 1.0, "bf16": 0.1})
+    monkeypatch.setattr(speed, "deeplab_prediction_rates", lambda settings, device: {
+        "fp32": 1.0, "bf16": 0.1, "scales 1/0.5/0.75 (max)": 0.5})
     monkeypatch.setattr(speed, "store_figures", lambda settings, folder: {"npy bytes": 1.0})
     monkeypatch.setattr(sys, "argv", ["speed.py", "--sizes", "reduced", "--json", str(tmp_path / "figures.json")])
     speed.main()
