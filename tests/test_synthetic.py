@@ -443,3 +443,23 @@ def test_hidden_markings_option_leaves_that_share_of_objects_without_a_marking()
 
     assert share_without({}) < 0.05  # (a marking can be hidden by a later object only in part)
     assert 0.35 < share_without({"hidden_markings": 0.5}) < 0.65
+
+
+def test_markings_at_the_edge_sit_farther_from_the_object_centre():
+    from wsss.data.parts import decode_parts
+
+    def mean_offset(position):
+        offsets = []
+        for i in range(30):
+            instances, marking = decode_parts(generate_sample(
+                "train", i, 0, {"image_size": 64, "marking_position": position, "overlap": 0.0})["parts"])
+            for k in np.unique(instances[instances > 0]):
+                obj, mark = instances == k, (instances == k) & marking
+                if mark.sum() < 4 or obj.sum() < 200:
+                    continue
+                radius = np.sqrt(obj.sum() / np.pi)
+                centre, spot = np.argwhere(obj).mean(0), np.argwhere(mark).mean(0)
+                offsets.append(np.linalg.norm(spot - centre) / radius)
+        return np.mean(offsets)
+
+    assert mean_offset("edge") > mean_offset("anywhere") + 0.15

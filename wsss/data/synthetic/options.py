@@ -22,6 +22,9 @@ DEFAULTS: dict = {
     "part_area": 0.2,
     # probability that an object shows no marking (its body is the whole object)
     "hidden_markings": 0.0,
+    # where a marking sits: "edge" (among the places farthest from the object's centre, as a head or a wheel
+    # sits at one end of a real object) or "anywhere" it fits
+    "marking_position": "anywhere",
     # "class": every body wears its class's style, the same across images (a colour family, a texture
     # orientation and a period, each shared with other classes, together the class's own): bodies other
     # images can explain;
@@ -216,6 +219,7 @@ def resolve_options(options: dict | None = None) -> dict:
         "object_area": _range("object_area", o["object_area"], float, 0.005, 0.8),
         "part_area": _number("part_area", o["part_area"], float, 0.02, 0.8),
         "hidden_markings": _number("hidden_markings", o["hidden_markings"], float, 0, 1),
+        "marking_position": _choice("marking_position", o["marking_position"], ("edge", "anywhere")),
         "body_style": _choice("body_style", o["body_style"], ("class", "pool")),
         "body_texture_contrast": _number("body_texture_contrast", o["body_texture_contrast"], float, 0, 128),
         "body_colour_spread": _number("body_colour_spread", o["body_colour_spread"], float, 0, 128),

@@ -97,7 +97,7 @@ def place_objects(rng, grid: Grid, options: dict, object_classes, areas, water_r
         mask, centre, area = placed
         hidden = rng.random() < options["hidden_markings"]
         part_pixels = options["part_area"] * rng.uniform(0.8, 1.2) * mask.sum()
-        part, pcx, pcy, pwidth = place_marking(rng, mask, grid, part_pixels)
+        part, pcx, pcy, pwidth = place_marking(rng, mask, grid, part_pixels, options["marking_position"] == "edge")
         if hidden:
             part = np.zeros_like(mask)
         for other in objects:

@@ -59,13 +59,21 @@ def box_sums(mask: np.ndarray, width: int) -> np.ndarray:
             - integral[width:, :-width] + integral[:-width, :-width])
 
 
-def place_marking(rng, mask, grid, area):
-    """A marking region of about `area` pixels inside `mask`: (region, cx, cy, width)."""
+def place_marking(rng, mask, grid, area, at_edge: bool = False):
+    """A marking region of about `area` pixels inside `mask`: (region, cx, cy, width).
+
+    Anywhere it fits, or with `at_edge` among the fifth of those places farthest from the object's centre (as a
+    head or a wheel sits at one end of a real object)."""
     disc = rng.random() < 0.5
     width = max(3, int(round(math.sqrt(4 * area / math.pi) if disc else math.sqrt(area))))
     width = min(width, grid.size)
     sums = box_sums(mask, width)
     ys, xs = np.nonzero(sums >= sums.max() * 0.999 if sums.max() < width * width else sums == width * width)
+    if at_edge and len(ys) > 1:
+        object_ys, object_xs = np.nonzero(mask)
+        distance = np.hypot(ys + (width - 1) / 2 - object_ys.mean(), xs + (width - 1) / 2 - object_xs.mean())
+        far = distance >= np.quantile(distance, 0.8)
+        ys, xs = ys[far], xs[far]
     pick = int(rng.integers(len(ys)))
     top, left = ys[pick], xs[pick]
     cy, cx = top + (width - 1) / 2, left + (width - 1) / 2
