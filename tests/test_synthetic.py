@@ -194,9 +194,9 @@ def test_part_covers_a_minority_of_each_object(large):
     _, diagnostics = large
     parts = diagnostics["splits"]["train"]["part_fraction"]
     assert parts["count"] >= 200
-    assert 0.1 <= parts["mean"] <= 0.4
+    assert 0.6 * DEFAULTS["part_area"] <= parts["mean"] <= 1.3 * DEFAULTS["part_area"]
     assert parts["quantiles"]["q95"] < 0.5
-    assert parts["quantiles"]["q05"] > 0.02
+    assert parts["quantiles"]["q05"] > 0.01
 
 
 def test_part_area_knob_is_respected():
@@ -376,18 +376,27 @@ def test_bodies_wear_their_class_style_across_images_and_distractors_none():
     from wsss.data.synthetic.options import BODY_FAMILIES, target_body_style
 
     options = {"image_size": 64, "body_contrast": 0.0, "pixel_noise": 0.0}
-    samples = [generate_sample("train", i, 0, options) for i in range(60)]
-    by_class = _body_colours(samples)
-    assert len(by_class) >= 5
-    for cls, colours in by_class.items():
+    faithful = _body_colours([generate_sample("train", i, 0, {**options, "body_colour_spread": 10.0,
+                                                               "body_shading": 0.0}) for i in range(60)])
+    assert len(faithful) >= 5
+    for cls, colours in faithful.items():
         family = BODY_FAMILIES[target_body_style(cls)["family"]]
         distances = np.linalg.norm(np.array(colours) - family, axis=1)
         assert np.median(distances) < 25, (cls, np.median(distances))  # lighting and jitter, nothing more
+    # by default each body strays from its family (body_colour_spread, body_shading), the class's mean does not
+    by_class = _body_colours([generate_sample("train", i, 0, options) for i in range(60)])
+    for cls, colours in by_class.items():
+        if len(colours) >= 8:
+            family = BODY_FAMILIES[target_body_style(cls)["family"]]
+            assert np.linalg.norm(np.mean(colours, 0) - family) < 25, cls
+            assert np.median(np.linalg.norm(np.array(colours) - family, axis=1)) > 25, cls
     families = [target_body_style(cls)["family"] for cls in range(6)]
     assert sorted(families) == [0, 0, 1, 1, 2, 2]  # partly shared
     assert len({(target_body_style(c)["family"], target_body_style(c)["kind"], target_body_style(c)["period"])
                 for c in range(6)}) == 6  # together each class's own
-    pooled = _body_colours([generate_sample("train", i, 0, {**options, "body_style": "pool"}) for i in range(60)])
+    from wsss.data.synthetic import EARLIER_DESIGN
+
+    pooled = _body_colours([generate_sample("train", i, 0, {**EARLIER_DESIGN, **options}) for i in range(60)])
     spread = [np.median(np.linalg.norm(np.array(c) - np.mean(c, 0), axis=1)) for c in pooled.values() if len(c) > 3]
     assert np.median(spread) > 30  # the pool design: a class's bodies vary widely
 

@@ -10,8 +10,8 @@ class can be learnt from other images (docs/builtin-dataset.md).
   so a tag-trained classifier lights it first. With `body_style: class` (the default) every body wears its
   class's style across the dataset, a colour family, a texture orientation and a period, each shared with other
   classes and faint (`body_texture_contrast`), together the class's own: a body's class can be learnt from
-  other images, RCA's premise. `body_style: pool` is the earlier design (bodies from a pool shared by all
-  classes). `class_set: pretrain` shows other classes with cues of the same kinds (the pretraining stand-in).
+  other images, RCA's premise. `EARLIER_DESIGN` is the earlier generator's (bodies from a pool shared by all
+  classes, so their class follows from the marking alone). `class_set: pretrain` shows other classes with cues of the same kinds (the pretraining stand-in).
 * `backgrounds`: six texture families, sometimes two split by a line; "water" for the context class.
 * `shapes`: random outlines and their placement (apart, touching or overlapping, bounded occlusion).
 * `paint`: markings and bodies; distractors of no class wear neutral bodies and markings of no class.
@@ -23,10 +23,10 @@ output is byte-identical for the same (splits, seed, options) and does not depen
 """
 
 from .backgrounds import BACKGROUND_TEXTURES, CONTEXT_TEXTURE
-from .options import DEFAULTS, MARKINGS, class_names, class_table, class_weights, resolve_options
+from .options import DEFAULTS, EARLIER_DESIGN, MARKINGS, class_names, class_table, class_weights, resolve_options
 from .writer import GENERATOR, generate_dataset, generate_sample
 
 __all__ = [
-    "DEFAULTS", "MARKINGS", "BACKGROUND_TEXTURES", "CONTEXT_TEXTURE", "GENERATOR",
+    "DEFAULTS", "EARLIER_DESIGN", "MARKINGS", "BACKGROUND_TEXTURES", "CONTEXT_TEXTURE", "GENERATOR",
     "class_names", "class_table", "class_weights", "resolve_options", "generate_dataset", "generate_sample",
 ]

@@ -17,14 +17,14 @@ DEFAULTS: dict = {
     "objects_per_image": [1, 3],
     # range of an object's area as a fraction of the image (log-uniform; visible area can be
     # smaller after occlusion or clipping at the image border)
-    "object_area": [0.03, 0.45],
+    "object_area": [0.05, 0.6],
     # fraction of an object's area covered by its discriminative marking (jittered +-20%)
-    "part_area": 0.2,
+    "part_area": 0.08,
     # probability that an object shows no marking (its body is the whole object)
     "hidden_markings": 0.0,
     # where a marking sits: "edge" (among the places farthest from the object's centre, as a head or a wheel
     # sits at one end of a real object) or "anywhere" it fits
-    "marking_position": "anywhere",
+    "marking_position": "edge",
     # "class": every body wears its class's style, the same across images (a colour family, a texture
     # orientation and a period, each shared with other classes, together the class's own): bodies other
     # images can explain;
@@ -32,16 +32,16 @@ DEFAULTS: dict = {
     # body_class_specificity (the earlier design, where a body's class follows from its marking alone)
     "body_style": "class",
     # "class" style: amplitude (0..255 scale) of the body's texture (its orientation and period are class cues)
-    "body_texture_contrast": 24.0,
+    "body_texture_contrast": 10.0,
     # "class" style: how far (0..255 per channel, uniform) a body's colour strays from its class's family colour
-    "body_colour_spread": 10.0,
+    "body_colour_spread": 45.0,
     # "class" style: the range (0..255) of a lighting gradient across each body in a random direction, so that a
     # body is not one flat colour a CRF fills from any seed
-    "body_shading": 0.0,
+    "body_shading": 60.0,
     # "pool" style: probability that a body takes its class's preferred colour and texture
     "body_class_specificity": 0.3,
     # least RGB distance between a body's colour and the mean background beneath it
-    "body_contrast": 60.0,
+    "body_contrast": 35.0,
     # 0-based class that co-occurs with the "water" background texture (the boat-and-water case)
     "context_class": 1,
     # probability that an image containing the context class has the water background
@@ -75,6 +75,11 @@ DEFAULTS: dict = {
     # JPEG quality of the images (4:4:4 chroma, so small markings keep their colour)
     "jpeg_quality": 95,
 }
+
+# The earlier generator's design, reachable through its options: bodies from a pool shared by all classes (so
+# a body's class follows from its marking alone), markings anywhere and larger, smaller images.
+EARLIER_DESIGN = {"image_size": 96, "object_area": [0.03, 0.45], "part_area": 0.2, "marking_position": "anywhere",
+                  "body_style": "pool", "body_contrast": 60.0}
 
 # (name, marking colour, pattern); target class i gets MARKINGS[i]
 MARKINGS = (
