@@ -20,7 +20,8 @@ from slurm_cluster import SlurmUnavailable, job_records, single_node_cluster
 GPU_RULES = {"pretrain_backbone", "train_classifier", "train_classifier_accumulating", "extract_cams",
              "extract_val_cams", "train_segmentation", "evaluate_segmentation"}
 CPU_RULES = {"prepare_dataset", "prepare_pretrain_dataset", "index_dataset", "index_pretrain_dataset",
-             "extract_accumulated_cams", "extract_accumulated_val_cams", "tune_background", "evaluate_cams", "make_pseudo_labels", "evaluate_pseudo_labels"}
+             "extract_accumulated_cams", "extract_accumulated_val_cams", "tune_background", "evaluate_cams", "make_pseudo_labels", "evaluate_pseudo_labels",
+             "evaluate_mechanism"}
 LOCAL_RULES = {"gather_cams", "index_ground_truth", "results_table", "all"}
 
 

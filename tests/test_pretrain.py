@@ -36,7 +36,10 @@ def test_the_pretraining_run_is_the_plain_classifier_on_its_own_set_and_seed():
     config = pretrain_config(epochs=3, lr=0.05)
     data = pretrain_dataset_settings(config)
     assert data["dataset"]["synthetic"]["splits"] == {"train": 5}
-    assert data["dataset"]["synthetic"]["options"] == config["dataset"]["synthetic"]["options"]
+    # the dataset's options, with pretrain.options (other classes, markings often hidden) over them
+    assert data["dataset"]["synthetic"]["options"] == {**config["dataset"]["synthetic"]["options"],
+                                                       **config["pretrain"]["options"]}
+    assert data["dataset"]["synthetic"]["options"]["class_set"] == "pretrain"
     assert data["seed"] != config["seed"]  # other images than the training split's ...
     assert data == pretrain_dataset_settings(pretrain_config(epochs=3, lr=0.05))  # ... fixed by the one seed
     assert data["seed"] != pretrain_dataset_settings({**config, "seed": 6})["seed"]

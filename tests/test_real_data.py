@@ -224,10 +224,19 @@ def test_a_bad_member_fails_the_assembly_naming_the_archive_and_the_member(tmp_p
     assert f"{ROLES[role]}: member {member}{says}" in message
 
 
-def test_a_damaged_archive_is_named_with_the_member_it_breaks_at(tmp_path, voc_source):
+@pytest.mark.parametrize("cut", ["inside a member", "at a member's boundary"])
+def test_a_damaged_archive_is_named_with_the_member_it_breaks_at(tmp_path, voc_source, cut):
     archive = voc_source.archives()[ROLES["trainval"]]
-    message = assemble_fails(tmp_path, voc_source, trainval=archive[: len(archive) * 2 // 3])
-    assert f"{ROLES['trainval']}: member {VOC}/" in message and "cannot be extracted" in message
+    members = tarfile.open(fileobj=io.BytesIO(archive)).getmembers()
+    middle = members[len(members) // 2]
+    # a cut at a header reads, to tarfile, as a whole shorter archive: only the missing end block tells
+    end = middle.offset_data + middle.size // 2 if cut == "inside a member" else middle.offset
+    message = assemble_fails(tmp_path, voc_source, trainval=archive[:end])
+    assert "cannot be extracted" in message and "is the archive whole?" in message
+    if cut == "inside a member":
+        assert f"{ROLES['trainval']}: member {middle.name} cannot" in message
+    else:
+        assert f"{ROLES['trainval']}: the member after {members[len(members) // 2 - 1].name} cannot" in message
 
 
 def test_sbd_masks_read_as_written(tmp_path):
@@ -361,7 +370,8 @@ def weights_file(config_path) -> bytes:
     config = yaml.safe_load(config_path.read_text())["classifier"]["backbone"]
     torch.manual_seed(0)
     buffer = io.BytesIO()
-    torch.save(VGG16OS8(width=config["width"], batch_norm=config["batch_norm"]).state_dict(), buffer)
+    network = VGG16OS8(width=config["width"], batch_norm=config["batch_norm"], convs=tuple(config["convs"]))
+    torch.save(network.state_dict(), buffer)
     return buffer.getvalue()
 
 

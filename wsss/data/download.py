@@ -190,8 +190,18 @@ def _extract_tar(archive: Path, folder: Path) -> None:
                     reason = REFUSALS.get(type(error), type(error).__name__)
                     raise ArtifactError(f"{archive}: member {member.name!r} refused: {reason}") from None
                 where = f"the member after {member.name}"
+            if not _ends_with_end_of_archive(tar):
+                raise _unreadable(archive, where, EOFError("the archive stops without tar's end-of-archive block"))
     except UNREADABLE as error:
         raise _unreadable(archive, where, error) from None
+
+
+def _ends_with_end_of_archive(tar: tarfile.TarFile) -> bool:
+    """Whether a zero block follows the last member, as tar writes at the end. Without it, the archive was cut at
+    a member's boundary, which tarfile reads as a shorter, whole archive."""
+    tar.fileobj.seek(tar.offset)
+    block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    return len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0")
 
 
 def _extract_zip(archive: Path, folder: Path) -> None:
