@@ -55,6 +55,7 @@ rule all:
         PROVENANCE_CSV,
         RESOLVED_CONFIG,
         [path for experiment in RUN for path in experiment_figures(experiment)],
+        [path for experiment in RUN for path in sharded_artifacts(experiment)],
         [path for experiment in RUN for path in test_archives(experiment)],
         [f"{PRETRAIN}/figures/classifier_curve.png"] if USES_PRETRAINING else [],
     default_target: True

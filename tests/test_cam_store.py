@@ -77,3 +77,17 @@ def test_the_background_writer_stores_every_map_and_hands_back_a_failure(tmp_pat
             for k in range(5):
                 writer.write(f"image_{k}", np.full((1, 4, 4), np.nan if k == 2 else 0.5, np.float32), [0])
     assert not (tmp_path / "bad.h5").exists()  # the CamWriter aborted: no partial file
+
+
+def test_a_damaged_shard_found_through_the_index_is_removed_with_the_index(tmp_path):
+    """So that the next run makes both again: an index left behind would name a shard that is gone."""
+    shards = tmp_path / "cams"
+    shards.mkdir()
+    write_shard(shards / "shard-0.h5", {"a": (np.full((1, 5, 5), 0.5), [0])})
+    write_shard(shards / "shard-1.h5", {"b": (np.full((1, 5, 5), 0.25), [2])})
+    gather_cams([shards / "shard-0.h5", shards / "shard-1.h5"], shards / "cams.h5")
+    (shards / "shard-1.h5").write_bytes((shards / "shard-1.h5").read_bytes()[:2000])
+    with pytest.raises(ArtifactError, match=r"shard-1\.h5: damaged CAM shard .* Removed \S*shard-1\.h5 and "
+                                            r"\S*cams\.h5: run the workflow again"):
+        read_cams(shards / "cams.h5", "b")
+    assert sorted(path.name for path in shards.iterdir()) == ["shard-0.h5"]

@@ -130,6 +130,57 @@ def test_the_index_check_stays_while_files_are_unchanged_and_names_a_changed_one
     assert index_check(manifest, root) == changed
 
 
+def written_folder(folder: Path, files: dict[str, bytes], created_with: str) -> Path:
+    from wsss.artifacts import atomic_directory, record_folder
+
+    with atomic_directory(folder) as temporary:
+        for name, data in files.items():
+            (temporary / name).write_bytes(data)
+        record_folder(temporary, created_with)
+    (folder / ".snakemake_timestamp").touch()  # what Snakemake adds to a directory output it finished
+    return folder
+
+
+def test_the_folder_check_stays_while_files_are_unchanged_and_names_a_changed_one(tmp_path):
+    from wsss.artifacts import NEW, folder_check, remove_path
+
+    shard = tmp_path / "shard-1-of-2"
+    assert folder_check(shard) == NEW
+    value, seen = NEW, []
+    # the same file changed twice (each after the rerun the first change caused), a file removed, one added
+    for change in (lambda: (shard / "a.png").write_bytes(b"label A"), lambda: (shard / "a.png").write_bytes(b"label A"),
+                   lambda: (shard / "b.png").unlink(), lambda: (shard / "c.png").write_bytes(b"label c")):
+        remove_path(shard)  # the rerun the last change caused, made with the check's value at its plan
+        written_folder(shard, {"a.png": b"label a", "b.png": b"label b", "labels.sha256": b"list"}, created_with=value)
+        assert folder_check(shard) == value  # what Snakemake recorded: no rerun
+        change()
+        value = folder_check(shard)
+        assert value.startswith("changed since written: shard-1-of-2/") and value not in [NEW, *seen], value
+        seen.append(value)
+    assert [value.split(" (")[0].removeprefix("changed since written: ") for value in seen] == [
+        "shard-1-of-2/a.png changed", "shard-1-of-2/a.png changed", "shard-1-of-2/b.png was removed",
+        "shard-1-of-2/c.png was added"]
+
+
+def test_a_changed_pseudo_label_found_through_the_index_removes_its_shard_and_the_index(tmp_path):
+    """So that the next plain run makes both again (the index would name a shard that is gone)."""
+    from wsss.artifacts import ArtifactError, file_sha256
+    from wsss.pseudo_labels import read_label_index, write_label_index
+
+    shards = [tmp_path / "pseudo_labels" / f"shard-{k}-of-2" for k in range(2)]
+    for k, shard in enumerate(shards):
+        shard.mkdir(parents=True)
+        (shard / f"image_{k}.png").write_bytes(f"label {k}".encode())
+        (shard / "labels.sha256").write_text(f"{file_sha256(shard / f'image_{k}.png')}  image_{k}.png\n")
+    index = tmp_path / "pseudo_labels" / "index.txt"
+    write_label_index(shards, index)
+    (shards[1] / "image_1.png").write_bytes(b"label 7")
+    with pytest.raises(ArtifactError, match=r"shard-1-of-2: pseudo label \S*image_1\.png changed after the shard was "
+                                            r"written\. Removed \S*shard-1-of-2 and \S*index\.txt"):
+        read_label_index(index)
+    assert sorted(path.name for path in index.parent.iterdir()) == ["shard-0-of-2"]
+
+
 def test_a_killed_writer_leaves_a_temporary_the_next_write_removes(tmp_path):
     from wsss.artifacts import write_json
 
@@ -209,45 +260,141 @@ def config_with(path: Path, **sections) -> Path:
     return path
 
 
+def job_counts(output: str) -> dict[str, int]:
+    """{rule: jobs} of a run's or a dry run's "Job stats" table."""
+    table = output[output.index("Job stats"):].split("\n\n")[0]
+    return {fields[0]: int(fields[1]) for fields in map(str.split, table.splitlines()[3:]) if len(fields) == 2
+            and fields[0] != "total"}
+
+
+def plain_run_gives_the_uninterrupted_table(workdir: Path, tiny_run: Path) -> dict[str, int]:
+    """`snakemake` with nothing but the config: it completes, and its table is the uninterrupted run's. Returns the
+    jobs it ran."""
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG))
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert (workdir / "results/benchmark.csv").read_text() == (tiny_run / "results/benchmark.csv").read_text()
+    output = result.stdout + result.stderr
+    return job_counts(output) if "Job stats" in output else {}
+
+
 @pytest.mark.slow
-def test_a_diverging_run_fails_naming_the_step_leaves_no_table_and_a_plain_rerun_redoes_it(tiny_run, tmp_path):
+def test_a_diverging_deeplab_leaves_nothing_of_the_model_it_replaced_and_a_plain_rerun_redoes_it(tiny_run, tmp_path):
     workdir = copy_run(tiny_run, tmp_path / "run")
-    metrics = workdir / "results/tiny/cam/metrics/segmentation_val.json"
-    before = metrics.stat().st_mtime_ns
-    absurd = config_with(tmp_path / "absurd.yaml", segmentation={"lr": 1e30})
+    absurd = config_with(tmp_path / "absurd.yaml", segmentation={"lr": 1e6})  # diverges before its first checkpoint
     result = snakemake(workdir, "--configfile", str(absurd))
     assert result.returncode != 0
-    planned = [experiment for experiment in ("cam", "rca_oaa", "oracle") if f"{experiment}/logs/train_segmentation"
+    started = [experiment for experiment in ("cam", "rca_oaa", "oracle") if f"{experiment}/logs/train_segmentation"
                in result.stderr]  # the first failure stops the run: not every DeepLab may have started
-    assert planned and set(planned) <= {"cam", "rca_oaa", "oracle"}
-    for experiment in planned:
-        log = (workdir / f"results/tiny/{experiment}/logs/train_segmentation.log").read_text()
-        assert f"NonFiniteError: DeepLab-v2 training ({experiment}): the" in log and "last finite loss" in log
-        assert not (workdir / f"results/tiny/{experiment}/segmentation/model.pt").exists()
+    assert started
+    for experiment in started:
+        results = workdir / f"results/tiny/{experiment}"
+        error = next(line for line in (results / "logs/train_segmentation.log").read_text().splitlines()
+                     if "NonFiniteError: " in line)
+        assert f"DeepLab-v2 training ({experiment}): the" in error and "last finite loss" in error
+        assert not (results / "checkpoints/segmentation/last.pt").exists()
+        assert "no checkpoint was written before it" in error and "last.pt" not in error  # only files that exist
+        assert not (results / "segmentation/model.pt").exists()
+        # the old model's predictions and scores went with it
+        assert not list(results.glob("segmentation/predictions_*")) and not list(results.glob("metrics/segmentation_*"))
+        assert not list(results.glob("figures/segmentation_*"))
     assert not (workdir / "results/benchmark.csv").exists() and not (workdir / "results/benchmark.md").exists()
-    assert metrics.stat().st_mtime_ns == before  # no metrics computed from a diverged model
-    result = snakemake(workdir, "--configfile", str(TINY_CONFIG))  # the user fixes the config: a plain rerun
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "train_segmentation" in result.stderr
-    assert (workdir / "results/benchmark.csv").read_text() == (tiny_run / "results/benchmark.csv").read_text()
+    redone = plain_run_gives_the_uninterrupted_table(workdir, tiny_run)  # the user fixes the config
+    assert redone["train_segmentation"] == len(started)
+
+
+def flip_a_byte_keeping_size_and_time(path: Path) -> None:
+    """Damage as a failing disk does: the content changes, the size and modification time do not."""
+    status = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
 
 
 @pytest.mark.slow
-def test_a_pseudo_label_removed_from_its_shard_is_named_and_the_next_run_redoes_the_shard(tiny_run, tmp_path):
+def test_a_damaged_pseudo_label_is_found_by_its_reader_and_the_next_plain_run_remakes_shard_and_index(tiny_run,
+                                                                                                         tmp_path):
     workdir = copy_run(tiny_run, tmp_path / "run")
-    shard = workdir / "results/tiny/cam/pseudo_labels/shard-1-of-2"
-    removed = sorted(shard.glob("*.png"))[3]
-    removed.unlink()
-    target = "results/tiny/cam/metrics/pseudo_label_train.json"
-    result = snakemake(workdir, target, "--configfile", str(TINY_CONFIG), "--forcerun", "evaluate_pseudo_labels")
+    labels = workdir / "results/tiny/cam/pseudo_labels"
+    damaged = sorted((labels / "shard-1-of-2").glob("*.png"))[3]
+    flip_a_byte_keeping_size_and_time(damaged)  # nothing the plan can see: found when read
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG), "--forcerun", "train_segmentation", "--",
+                       "results/tiny/cam/segmentation/model.pt")
     assert result.returncode != 0
-    log = (workdir / "results/tiny/cam/logs/evaluate_pseudo_labels.log").read_text()
-    assert f"pseudo label {removed.relative_to(workdir)} was removed after the shard was written" in log
-    assert not shard.exists()  # so that the next run recomputes it
-    result = snakemake(workdir, target, "--configfile", str(TINY_CONFIG))
+    log = (workdir / "results/tiny/cam/logs/train_segmentation.log").read_text()
+    assert f"pseudo label {damaged.relative_to(workdir)} changed after the shard was written" in log
+    assert not (labels / "shard-1-of-2").exists() and not (labels / "index.txt").exists()  # neither can pass on
+    redone = plain_run_gives_the_uninterrupted_table(workdir, tiny_run)
+    assert redone["make_pseudo_labels"] == 1 and redone["evaluate_pseudo_labels"] == 1
+    assert damaged.read_bytes() == (tiny_run / damaged.relative_to(workdir)).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_truncated_cam_shard_is_remade_with_its_index_and_what_follows_by_the_next_plain_run(tiny_run, tmp_path):
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    cams = workdir / "results/tiny/cam/cams"
+    shard = cams / "shard-1-of-2.h5"
+    shard.write_bytes(shard.read_bytes()[:2000])
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG))  # the gather reads the shard, newer than its index
+    assert result.returncode != 0
+    gather_log = (workdir / "results/tiny/cam/logs/gather_cams.log").read_text()
+    assert f"{shard.relative_to(workdir)}: damaged CAM shard" in gather_log
+    assert not shard.exists() and not (cams / "cams.h5").exists()
+    redone = plain_run_gives_the_uninterrupted_table(workdir, tiny_run)  # not only the table: the shard, and after it
+    assert redone["extract_cams"] == 1 and redone["gather_cams"] == 1 and redone["make_pseudo_labels"] == 2
+
+
+@pytest.mark.slow
+def test_pseudo_labels_changed_in_a_shard_left_whole_are_seen_by_the_plan_and_remade(tiny_run, tmp_path):
+    """One label replaced by another image's, its list rewritten to match; in the other shard one removed with its
+    line: each shard is consistent, and the index's hashes are what is stale."""
+    from wsss.artifacts import file_sha256
+
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    labels = workdir / "results/tiny/cam/pseudo_labels"
+    replaced, other = sorted((labels / "shard-1-of-2").glob("*.png"))[:2]
+    replaced.write_bytes(other.read_bytes())
+    removed = sorted((labels / "shard-0-of-2").glob("*.png"))[2]
+    removed.unlink()
+    for shard, name, digest in ((labels / "shard-1-of-2", replaced.name, file_sha256(replaced)),
+                                (labels / "shard-0-of-2", removed.name, None)):
+        listing = shard / "labels.sha256"
+        lines = [line for line in listing.read_text().splitlines() if not line.endswith(f"  {name}")]
+        listing.write_text("\n".join(lines + ([f"{digest}  {name}"] if digest else [])) + "\n")
+    result = snakemake(workdir, "--configfile", str(TINY_CONFIG), "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "make_pseudo_labels" in result.stderr and removed.exists()
-    assert json.loads((workdir / target).read_text())["miou"] == json.loads((tiny_run / target).read_text())["miou"]
+    assert job_counts(result.stdout + result.stderr)["make_pseudo_labels"] == 2  # not "Nothing to be done"
+    redone = plain_run_gives_the_uninterrupted_table(workdir, tiny_run)
+    assert redone["make_pseudo_labels"] == 2 and redone["train_segmentation"] == 1
+    for path in (replaced, removed):
+        assert path.read_bytes() == (tiny_run / path.relative_to(workdir)).read_bytes()
+
+
+@pytest.mark.slow
+def test_unreadable_weights_are_refused_by_the_plan_naming_the_file_before_any_job(tiny_run, tmp_path):
+    workdir = copy_run(tiny_run, tmp_path / "run")
+    (workdir / "weights").mkdir()
+    (workdir / "weights/resnet.pth").write_bytes(np.random.default_rng(0).bytes(100_000))
+    backbone = yaml.safe_load(TINY_CONFIG.read_text())["segmentation"]["backbone"]
+    bad = config_with(tmp_path / "bad.yaml", segmentation={"backbone": {**backbone, "weights": "weights/resnet.pth"}})
+    before = {path: path.stat().st_mtime_ns for path in (workdir / "results").rglob("*")}
+    result = snakemake(workdir, "--configfile", str(bad))
+    assert result.returncode != 0
+    assert ("segmentation.backbone.weights: weights file weights/resnet.pth is not a readable torch file"
+            in result.stderr)
+    assert {path: path.stat().st_mtime_ns for path in (workdir / "results").rglob("*")} == before  # no job ran
+    assert plain_run_gives_the_uninterrupted_table(workdir, tiny_run) == {}  # nothing to do
+
+
+@pytest.mark.slow
+def test_reordering_the_experiments_reruns_at_most_the_table(tiny_run, tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["experiments"] = dict(reversed(list(config["experiments"].items())))
+    (tmp_path / "reordered.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(tiny_run, "--configfile", str(tmp_path / "reordered.yaml"), "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Nothing to be done" in output or set(job_counts(output)) <= {"results_table", "all"}, output[-3000:]
 
 
 @pytest.mark.slow

@@ -175,13 +175,27 @@ def test_the_workflow_parses_where_torch_cannot_be_imported(tmp_path):
         assert "train_classifier" in result.stdout + result.stderr
 
 
+def stand_in_weights(path, name: str) -> None:
+    """torchvision's state dict of the network a weights download names (vgg16-*, resnet101-*), each tensor a
+    zero-strided view of one number: the names, shapes and storages the plan checks, in kilobytes."""
+    import torchvision
+
+    with torch.device("meta"):
+        network = (torchvision.models.vgg16 if name.startswith("vgg16") else torchvision.models.resnet101)()
+    torch.save({key: torch.zeros((), dtype=value.dtype).expand(value.shape)
+                for key, value in network.state_dict().items()}, path)
+
+
 def voc_like_tree(workdir, train_images: int, val_images: int, config_file=REPO / "config/voc2012_nosal.yaml"):
-    """As after `download` and `prepare_dataset` of the VOC config: the downloads (placeholders) and the root
-    assembled from them, with split lists only (a dry run reads no image)."""
+    """As after `download` and `prepare_dataset` of the VOC config: the downloads (placeholders; the weights as
+    the plan reads them) and the root assembled from them, with split lists only (a dry run reads no image)."""
     downloads = workdir / "resources/downloads"
     downloads.mkdir(parents=True)
     for name in yaml.safe_load(config_file.read_text())["downloads"]:
-        (downloads / name).write_bytes(b"placeholder")
+        if name.endswith(".pth"):
+            stand_in_weights(downloads / name, name)
+        else:
+            (downloads / name).write_bytes(b"placeholder")
     root = workdir / "resources/voc2012"
     (root / "ImageSets/Segmentation").mkdir(parents=True)
     names = {"train_aug": [f"2008_{index:06d}" for index in range(train_images)],

@@ -182,6 +182,71 @@ def load_torch(path: str | os.PathLike, what: str = "torch file", map_location="
     return state
 
 
+def remove_outdated(patterns: list[str]) -> list[Path]:
+    """Remove every path matching the glob `patterns` (outputs of later jobs that a job about to replace their
+    input has made stale); return what was removed."""
+    removed = sorted({Path(path) for pattern in patterns for path in glob.glob(pattern)})
+    for path in removed:
+        remove_path(path)
+    return removed
+
+
+NEW = "new"  # the planning check's value for what has not been written yet
+FOLDER_RECORD = ".written.json"
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"  # Snakemake's, in every directory output it finished
+
+
+def folder_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """{name: (size, mtime_ns)} of the files directly in `folder`, but for the record and Snakemake's timestamp."""
+    files = {}
+    for entry in os.scandir(folder):
+        if entry.name not in (FOLDER_RECORD, SNAKEMAKE_TIMESTAMP):
+            status = entry.stat(follow_symlinks=False)
+            files[entry.name] = (status.st_size, status.st_mtime_ns)
+    return files
+
+
+def record_folder(folder: str | os.PathLike, created_with: str) -> None:
+    """Write the record `folder_check` compares with: each file's size and mtime, and the planning value the folder
+    was made with. Written last, into the folder about to be committed (renaming keeps the files' times)."""
+    folder = Path(folder)
+    record = {"created_with": created_with, "files": {name: list(stat) for name, stat in folder_files(folder).items()}}
+    (folder / FOLDER_RECORD).write_text(json.dumps(record, sort_keys=True))
+
+
+def folder_check(folder: str | os.PathLike) -> str:
+    """A directory output's planning value (a rule's `check` param): while its files keep the size and mtime
+    recorded when it was written, the value it was made with, so nothing reruns; else a value naming the first
+    file changed, removed or added, so that Snakemake sees new params and makes the folder again (and
+    everything after it). One stat per file, no reading: cheap enough to run on every plan."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return NEW
+    try:
+        record = json.loads((folder / FOLDER_RECORD).read_text())
+        created_with, recorded = record["created_with"], record["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no readable {FOLDER_RECORD} in {folder}"
+    found = folder_files(folder)
+    for name in sorted(set(recorded) | set(found)):
+        change = file_change(f"{folder.name}/{name}", recorded.get(name), found.get(name))
+        if change:
+            return f"changed since written: {change}"
+    return created_with
+
+
+def file_change(name: str, was: list[int] | None, now: tuple[int, int] | None) -> str | None:
+    """How a file's (size, mtime_ns) changed, with the times, so that a second change of the same file reads
+    differently from the first (and reruns too); None when it did not."""
+    if was is None:
+        return f"{name} was added (size {now[0]}, mtime_ns {now[1]})"
+    if now is None:
+        return f"{name} was removed (it had size {was[0]}, mtime_ns {was[1]})"
+    if tuple(was) != now:
+        return f"{name} changed (size {now[0]}, mtime_ns {now[1]})"
+    return None
+
+
 def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     import hashlib
 
@@ -192,8 +257,12 @@ def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def invalidate(path: str | os.PathLike, reason: str) -> ArtifactError:
-    """Remove a damaged intermediate artifact so the next run recomputes it; return the error to raise."""
-    remove_path(path)
-    log.error("%s: %s; removed, so that the next run of the workflow recomputes it", path, reason)
-    return ArtifactError(f"{path}: {reason}. It has been removed: run the workflow again to recompute it")
+def invalidate(path: str | os.PathLike, reason: str, gathered: tuple[str | os.PathLike, ...] = ()) -> ArtifactError:
+    """Remove a damaged intermediate artifact, and the `gathered` indexes built from it (which would name it
+    still), so the next run recomputes them; return the error to raise."""
+    for stale in (path, *gathered):
+        remove_path(stale)
+    removed = f"{path} and {', '.join(map(str, gathered))}" if gathered else str(path)
+    log.error("%s: %s; removed %s, so that the next run of the workflow recomputes them", path, reason, removed)
+    return ArtifactError(f"{path}: {reason}. Removed {removed}: run the workflow again to recompute "
+                         f"{'them' if gathered else 'it'}")

@@ -5,7 +5,8 @@ float16 CAMs of the image's K tagged classes at image resolution, each normalise
 one class a chunk and gzip-compressed, with the tags (0-based classes) as attribute `tags`. A shard
 is written under a temporary name and renamed when complete; its attributes `complete` and
 `num_images` let a reader tell a finished shard from a damaged one. The gathered `cams.h5` holds
-external links to the shards' datasets: an index, not a copy.
+external links to the shards' datasets: an index, not a copy. A damaged shard found through it is
+removed with it, so that the next run recomputes both.
 
 HDF5 file locking is off: every file has one writer (one job per shard, then the gather), and
 locking fails or hangs on many shared filesystems (NFS, Lustre).
@@ -136,8 +137,9 @@ def read_cam_entry(handle: h5py.File, name: str) -> tuple[np.ndarray, list[int]]
     except (OSError, KeyError) as error:
         if isinstance(link, h5py.ExternalLink):  # the index points into a shard that is damaged or gone
             shard = Path(handle.filename).parent / link.filename
-            check_shard(shard)
-            raise invalidate(shard, f"the CAMs of {name!r} cannot be read ({error})") from None
+            check_shard(shard, gathered=(handle.filename,))
+            raise invalidate(shard, f"the CAMs of {name!r} cannot be read ({error})",
+                             gathered=(handle.filename,)) from None
         raise ArtifactError(f"the CAMs of {name!r} in {handle.filename} cannot be read: {error}") from None
 
 
@@ -146,9 +148,9 @@ def cam_names(path: str | Path) -> list[str]:
         return list(handle.keys())
 
 
-def check_shard(path: str | Path, expected_names: list[str] | None = None) -> list[str]:
-    """The names a finished CAM shard holds; a damaged or incomplete shard is removed (so the next run
-    recomputes it) and ArtifactError raised naming it."""
+def check_shard(path: str | Path, expected_names: list[str] | None = None, gathered: tuple = ()) -> list[str]:
+    """The names a finished CAM shard holds; a damaged or incomplete shard is removed, with the `gathered` index
+    that links into it (so the next run recomputes both), and ArtifactError raised naming it."""
     try:
         with open_hdf5(path) as handle:
             if not handle.attrs.get("complete", False):
@@ -157,11 +159,12 @@ def check_shard(path: str | Path, expected_names: list[str] | None = None) -> li
             if int(handle.attrs.get("num_images", -1)) != len(names):
                 raise ArtifactError(f"holds {len(names)} images, {handle.attrs.get('num_images')} were written")
     except ArtifactError as error:
-        raise invalidate(path, f"damaged CAM shard ({str(error).removeprefix(f'{path} ')})") from None
+        raise invalidate(path, f"damaged CAM shard ({str(error).removeprefix(f'{path} ')})", gathered) from None
     if expected_names is not None and sorted(names) != sorted(expected_names):
         missing = sorted(set(expected_names) - set(names))
         extra = sorted(set(names) - set(expected_names))
-        raise invalidate(path, f"CAM shard of other images than expected (missing {missing[:3]}, extra {extra[:3]})")
+        raise invalidate(path, f"CAM shard of other images than expected (missing {missing[:3]}, extra {extra[:3]})",
+                         gathered)
     return names
 
 

@@ -3,10 +3,12 @@
 A NaN or an infinity in the loss or in any gradient means the run diverged (too high a learning
 rate, a bad input). Checked after every backward pass, before the optimiser step, so the weights
 never take a non-finite value; the error names the stage, the step and the last finite loss, the
-job fails (Snakemake removes its outputs) and the checkpoint written before the blow-up stays.
+job fails (Snakemake removes its outputs) and the checkpoint written before the blow-up, if any, stays.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -38,9 +40,17 @@ class FiniteGuard:
         self.last_finite = (step, value)
         return value
 
+    def _checkpoint_note(self) -> str:
+        """What the error says of the checkpoint: only one that is on disk is named."""
+        if not self.checkpoint:
+            return ""
+        if Path(self.checkpoint).is_file():
+            return f"; the checkpoint from before it is kept ({self.checkpoint})"
+        return "; no checkpoint was written before it"
+
     def _message(self, what: str, value: float, step: str) -> str:
         last = ("no finite loss before it" if self.last_finite is None
                 else f"last finite loss {self.last_finite[1]:.6g} at {self.last_finite[0]}")
-        kept = f"; the checkpoint from before it is kept ({self.checkpoint})" if self.checkpoint else ""
+        kept = self._checkpoint_note()
         return (f"{self.stage}: the {what} is not finite at {step} (loss {value}); {last}{kept}. The run "
                 f"diverged: lower the learning rate or check the inputs")

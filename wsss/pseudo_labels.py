@@ -4,7 +4,9 @@ Labels are 0 = background and 1 + c for 0-based foreground class c, as in the VO
 folder of PNGs with `labels.sha256` (sha256sum's format) listing them; it appears whole. A label
 index ("NAME PATH SHA256" lines) gathers the shards for DeepLab-v2; whoever reads labels through it
 checks each file's hash, and a pseudo-label shard found changed (a PNG deleted or replaced) is
-removed so that the next run recomputes it.
+removed, with the index gathered from it, so that the next run recomputes both. A shard also records
+its files' sizes and times (`artifacts.record_folder`): a file changed between runs, even with its
+list rewritten to match, reruns the shard's job at the next plan (the rule's `check` param).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ArtifactError, atomic_directory, file_sha256, invalidate, write_lines
+from .artifacts import NEW, ArtifactError, atomic_directory, file_sha256, invalidate, record_folder, write_lines
 from .cam_store import open_hdf5, read_cam_entry
 from .crf import dense_crf
 from .data.voc import IGNORE_INDEX, VOCLayout, open_layout, shard_names, write_label_png
@@ -118,8 +120,11 @@ def _label_one(name: str) -> tuple[str, str]:
 
 
 def make_pseudo_labels(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str, settings: dict,
-                       out_dir: str | Path, shard: int = 0, num_shards: int = 1, workers: int = 1) -> int:
-    """Write the pseudo labels of one shard of a split into `out_dir` (appears whole or not at all)."""
+                       out_dir: str | Path, shard: int = 0, num_shards: int = 1, workers: int = 1,
+                       created_with: str = NEW) -> int:
+    """Write the pseudo labels of one shard of a split into `out_dir` (appears whole or not at all), with the
+    record of its files that the rule's `check` param compares with (`artifacts.folder_check`), made with
+    `created_with`, the param's value."""
     layout = open_layout(dataset)
     names = shard_names(layout.names(split), shard, num_shards)
     with atomic_directory(out_dir) as temporary:
@@ -127,6 +132,7 @@ def make_pseudo_labels(cams_path: str | Path, dataset: str | Path | VOCLayout, s
         hashes = dict(map_images(_label_one, names, _init_worker, init_args, workers, f"pseudo labels shard {shard}",
                                  teardown=lambda: _WORKER["handle"].close()))
         write_lines(temporary / SHARD_LIST, [f"{hashes[name]}  {name}.png" for name in names])
+        record_folder(temporary, created_with)
     return len(names)
 
 
@@ -166,7 +172,7 @@ def write_label_index(shard_dirs: list[str | Path], out_path: str | Path) -> int
 
 def read_label_index(path: str | Path, verify: bool = True) -> dict[str, Path]:
     """{name: label PNG path} from a label index; with `verify`, each file's hash is checked (a changed
-    pseudo-label shard is removed for the next run to recompute)."""
+    pseudo-label shard is removed with the index, for the next run to recompute both)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"label index {path} does not exist")
@@ -179,7 +185,8 @@ def read_label_index(path: str | Path, verify: bool = True) -> dict[str, Path]:
         if verify and (not label_path.is_file() or file_sha256(label_path) != digest):
             state = "does not exist" if not label_path.is_file() else "changed"
             if (label_path.parent / SHARD_LIST).is_file():
-                raise invalidate(label_path.parent, f"pseudo label {label_path} {state} after the shard was written")
+                raise invalidate(label_path.parent, f"pseudo label {label_path} {state} after the shard was written",
+                                 gathered=(path,))
             raise ArtifactError(f"{label_path} (listed in {path}) {state} since the index was written")
         index[name] = label_path
     return index

@@ -49,6 +49,13 @@ def rule_settings(config: dict, experiment: str, *sections: str, leave_out: tupl
     return json.dumps(settings, sort_keys=True)
 
 
+def dataset_settings(config: dict) -> str:
+    """prepare_dataset's settings: the dataset section, the seed and the compute settings, which no experiment
+    overrides; no experiment's name, so that renaming or reordering experiments does not make the data again."""
+    return json.dumps({"seed": config["seed"], "compute": result_compute(config["compute"]),
+                       "dataset": config["dataset"]}, sort_keys=True)
+
+
 def pseudo_label_settings(config: dict, experiment: str) -> str:
     """make_pseudo_labels' settings. The bg_power candidates act only through tune_background's choice, which
     is an input of the rule: with a fixed power, changing them must not redo the CRF of every image."""

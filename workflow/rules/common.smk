@@ -6,12 +6,15 @@ import os
 import re
 from pathlib import Path
 
+from wsss.artifacts import folder_check
 from wsss.code_version import code_version
 from wsss.config import DOWNLOADS_FOLDER, experiments_to_run, resolve_experiment
 from wsss.data.manifest import index_check
+from wsss.starting_weights import check_starting_weights
 from wsss.rules import (
     ablates_aggregation,
     dataset_archives,
+    dataset_settings,
     measures_mechanism,
     pretrain_classifier_settings,
     pretrain_dataset_settings,
@@ -99,25 +102,36 @@ def num_shards(experiment, section):
     return resolve_experiment(config, experiment)[section]["shards"]
 
 
+def experiment_shards(pattern, experiment, section):
+    """Every shard of an experiment: `pattern` with {experiment}, {shard} and {num_shards}."""
+    count = num_shards(experiment, section)
+    return [pattern.format(experiment=experiment, shard=k, num_shards=count) for k in range(count)]
+
+
 def shard_paths(pattern, section):
-    """Input function: every shard of an experiment, `pattern` with {shard} and {num_shards}."""
-
-    def paths(wildcards):
-        count = num_shards(wildcards.experiment, section)
-        return [pattern.format(experiment=wildcards.experiment, shard=k, num_shards=count) for k in range(count)]
-
-    return paths
+    """Input function: every shard of the job's experiment."""
+    return lambda wildcards: experiment_shards(pattern, wildcards.experiment, section)
 
 
 def trains_on_ground_truth(experiment):
     return resolve_experiment(config, experiment)["segmentation"]["labels"] == "ground_truth"
 
 
+def configured_weights(experiment, section):
+    """`<section>.backbone.weights` of an experiment (None: random weights). A file that is there is checked now,
+    while Snakemake plans: one that the training could not read or load into its backbone stops the plan before
+    any job, naming the key and the file (wsss/starting_weights.py, without torch)."""
+    backbone = resolve_experiment(config, experiment)[section]["backbone"]
+    if backbone["weights"]:
+        check_starting_weights(backbone["weights"], section, backbone)
+    return backbone["weights"]
+
+
 def segmentation_inputs(wildcards):
     """DeepLab-v2's inputs: the labels it trains on (pseudo labels, or the true masks for an oracle), the
-    dataset and, when set, its starting weights (a missing weights file stops the run before any job)."""
+    dataset and, when set, its starting weights (a missing or unusable weights file stops the run before any job)."""
     source = "ground_truth" if trains_on_ground_truth(wildcards.experiment) else "pseudo_labels"
-    weights = resolve_experiment(config, wildcards.experiment)["segmentation"]["backbone"]["weights"]
+    weights = configured_weights(wildcards.experiment, "segmentation")
     return {"labels": f"{RESULTS}/{wildcards.experiment}/{source}/index.txt", "dataset": DATA_ROOT,
             "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
 
@@ -131,9 +145,9 @@ USES_PRETRAINING = any(starts_from_pretraining(name) for name in RUN if not trai
 
 def classifier_inputs(wildcards):
     """The classifier's inputs: the dataset and its starting weights (the pretrained backbone, or
-    classifier.backbone.weights when set, or none: random weights)."""
+    classifier.backbone.weights when set, checked as the plan is made, or none: random weights)."""
     weights = (PRETRAINED_BACKBONE if starts_from_pretraining(wildcards.experiment)
-               else resolve_experiment(config, wildcards.experiment)["classifier"]["backbone"]["weights"])
+               else configured_weights(wildcards.experiment, "classifier"))
     return {"dataset": DATA_ROOT, "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
 
 
@@ -169,6 +183,19 @@ def experiment_figures(experiment):
     if TEST_SPLIT and not TEST_LABELLED:
         figures.append(f"predictions_{TEST_SPLIT}.png")
     return [f"{RESULTS}/{experiment}/figures/{name}" for name in figures]
+
+
+def sharded_artifacts(experiment):
+    """The CAM and pseudo-label shards of an experiment and the indexes gathered from them (an oracle has none).
+    The default target reaches them too: a reader that finds a shard damaged removes it and the index, and the
+    next plain run then makes both again, and everything after them, though the later outputs are all there."""
+    if trains_on_ground_truth(experiment):
+        return []
+    return [*experiment_shards(f"{RESULTS}/{{experiment}}/cams/shard-{{shard}}-of-{{num_shards}}.h5", experiment, "cam"),
+            f"{RESULTS}/{experiment}/cams/cams.h5",
+            *experiment_shards(f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", experiment,
+                               "pseudo_labels"),
+            f"{RESULTS}/{experiment}/pseudo_labels/index.txt"]
 
 
 def test_archives(experiment):

@@ -13,7 +13,7 @@ if config["dataset"]["source"] != "voc":
         output:
             out=directory(DATA_ROOT),
         params:
-            settings=rule_settings(config, EXPERIMENTS[0], "dataset"),
+            settings=dataset_settings(config),
             code_version=code("prepare_dataset.py"),
         threads: threads("prepare")
         resources:

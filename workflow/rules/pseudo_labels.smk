@@ -1,4 +1,6 @@
-# Dense-CRF pseudo labels in shards (every core of the job), then an index and their evaluation.
+# Dense-CRF pseudo labels in shards (every core of the job), then an index and their evaluation. A shard records
+# its files' sizes and times; one changed between runs (a label replaced, its list rewritten or not) changes the
+# rule's `check` param as the plan is made, so the shard is made again and everything after it recomputed.
 
 
 rule make_pseudo_labels:
@@ -11,6 +13,9 @@ rule make_pseudo_labels:
         split=TRAIN_SPLIT,
         shard=lambda wildcards: wildcards.shard,
         num_shards=lambda wildcards: wildcards.num_shards,
+        # of the wildcards only: Snakemake records no param computed from the output, and so would not compare it
+        check=lambda wildcards: folder_check(
+            f"{RESULTS}/{wildcards.experiment}/pseudo_labels/shard-{wildcards.shard}-of-{wildcards.num_shards}"),
         code_version=code("make_pseudo_labels.py"),
     threads: threads("pseudo_labels")
     resources:

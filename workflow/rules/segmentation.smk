@@ -20,6 +20,18 @@ rule index_ground_truth:
         "../scripts/index_ground_truth.py"
 
 
+# What later jobs make from DeepLab-v2's model (globs, the same whatever splits are scored, so that changing those
+# does not rerun the training): a training removes them as it starts, so that a failed or killed one leaves no
+# predictions or metrics of the model it was replacing.
+MADE_FROM_THE_SEGMENTATION_MODEL = [
+    f"{EXP}/segmentation/predictions_*",
+    f"{EXP}/metrics/segmentation_*.json",
+    f"{EXP}/figures/segmentation_*.png",
+    f"{EXP}/figures/predictions_*.png",
+    f"{EXP}/test_predictions.tar.gz",
+]
+
+
 rule train_segmentation:
     input:
         unpack(segmentation_inputs),
@@ -31,6 +43,7 @@ rule train_segmentation:
     params:
         settings=settings("segmentation"),
         checkpoint_dir=f"{EXP}/checkpoints/segmentation",
+        outdated=MADE_FROM_THE_SEGMENTATION_MODEL,
         code_version=code("train_segmentation.py"),
     threads: threads("segmentation")
     resources:

@@ -16,6 +16,7 @@ parser.add_argument("--split", default="train")
 parser.add_argument("--shard", type=int, default=0)
 parser.add_argument("--num-shards", type=int, default=1)
 parser.add_argument("--out", required=True, help="output: directory of label PNGs (must not exist)")
+parser.add_argument("--check", default="new", help="the rule's planning check, recorded in the shard")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
 try:
     labels = with_bg_power(settings["pseudo_labels"], read_json(args.tuning) if args.tuning else None)
@@ -23,4 +24,4 @@ except ValueError as error:
     parser.error(str(error))
 settings = {**settings, "pseudo_labels": labels}
 make_pseudo_labels(args.cams, open_layout(args.dataset, args.manifest), args.split, settings, args.out, args.shard,
-                   args.num_shards, workers=max(1, args.threads))
+                   args.num_shards, workers=max(1, args.threads), created_with=args.check)

@@ -2,11 +2,15 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
+import os
+
+from wsss.artifacts import remove_outdated
 from wsss.cli import parse_stage_args, stage_parser
 from wsss.data.voc import open_layout
 from wsss.distributed import rank
 from wsss.figures import plot_curves
 from wsss.pseudo_labels import read_label_index
+from wsss.runtime import log
 from wsss.train_segmentation import train_segmentation
 
 parser = stage_parser(__doc__, ("segmentation",), distributed_script="train_segmentation.py")
@@ -18,7 +22,13 @@ parser.add_argument("--model", required=True, help="output: final model (.pt)")
 parser.add_argument("--history", required=True, help="output: loss history (.json)")
 parser.add_argument("--curve", required=True, help="output: training curve (.png)")
 parser.add_argument("--checkpoint-dir", required=True, help="resume checkpoints (kept when the job fails)")
+parser.add_argument("--outdated", nargs="*", default=[],
+                    help="outputs of later jobs made from the model this one replaces (globs): removed first, so that "
+                         "a failed or killed training leaves none that could pass for current")
 args, settings = parse_stage_args(parser, globals().get("snakemake"))
+if os.environ.get("RANK", "0") == "0":  # once, not in each process torchrun started
+    for path in remove_outdated(args.outdated):
+        log.info("removed %s: made from the model this training replaces", path)
 if args.backbone_weights:
     settings["segmentation"]["backbone"]["weights"] = args.backbone_weights
 result = train_segmentation(open_layout(args.dataset, args.manifest), read_label_index(args.labels), settings,
