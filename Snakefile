@@ -8,8 +8,8 @@ sys.path.insert(0, workflow.basedir)  # the wsss package, also where it is not p
 
 from wsss.config import check_download_urls, validate_config
 
-
 if not workflow.overwrite_configfiles:
+
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
@@ -23,6 +23,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/downloads.smk"
 include: "workflow/rules/data.smk"
+
+
 if PRETRAIN_ENABLED:
 
     include: "workflow/rules/pretrain.smk"
@@ -32,6 +34,8 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/cams.smk"
 include: "workflow/rules/pseudo_labels.smk"
 include: "workflow/rules/segmentation.smk"
+
+
 if MECHANISM:
 
     include: "workflow/rules/mechanism.smk"
@@ -49,6 +53,7 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         BENCHMARK_CSV,
         BENCHMARK_MD,
@@ -58,7 +63,6 @@ rule all:
         [path for experiment in RUN for path in sharded_artifacts(experiment)],
         [path for experiment in RUN for path in test_archives(experiment)],
         [f"{PRETRAIN}/figures/classifier_curve.png"] if USES_PRETRAINING else [],
-    default_target: True
 
 
 onerror:

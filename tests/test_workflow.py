@@ -3,6 +3,8 @@
 import csv
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,6 +154,15 @@ def test_a_second_run_has_nothing_to_do_and_a_deleted_artifact_is_rebuilt_alone(
 def test_lint_reports_no_errors(tiny_run):
     result = snakemake(tiny_run, "--configfile", str(TINY_CONFIG), "--lint")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_the_snakefile_and_every_rule_file_are_formatted_by_snakefmt():
+    """`snakefmt --check` with the project's settings (pyproject.toml: line length 120) finds nothing to change."""
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    assert len(files) > 5
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--diff", *map(str, files)],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, f"run `snakefmt Snakefile workflow/`:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
 
 
 def test_a_bad_config_stops_before_any_job_naming_the_key(tmp_path):

@@ -9,23 +9,23 @@ rule extract_cams:
         manifest=MANIFEST,
     output:
         out=f"{EXP}/cams/shard-{{shard}}-of-{{num_shards}}.h5",
+    log:
+        f"{LOGS}/extract_cams-{{shard}}-of-{{num_shards}}.log",
+    benchmark:
+        f"{BENCHMARKS}/extract_cams-{{shard}}-of-{{num_shards}}.tsv"
     wildcard_constraints:
         experiment=names_regex([name for name in EXPERIMENTS if name not in OAA_CAMS]),
+    conda:
+        ENV
+    threads: threads("cams")
+    resources:
+        **resources("cams"),
     params:
         settings=settings("cam"),
         split=TRAIN_SPLIT,
         shard=lambda wildcards: wildcards.shard,
         num_shards=lambda wildcards: wildcards.num_shards,
         code_version=code("extract_cams.py"),
-    threads: threads("cams")
-    resources:
-        **resources("cams"),
-    log:
-        f"{LOGS}/extract_cams-{{shard}}-of-{{num_shards}}.log",
-    benchmark:
-        f"{BENCHMARKS}/extract_cams-{{shard}}-of-{{num_shards}}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/extract_cams.py"
 
@@ -36,14 +36,14 @@ use rule extract_cams as extract_accumulated_cams with:
         accumulated=f"{EXP}/classifier/accumulated_cams.h5",
         dataset=DATA_ROOT,
         manifest=MANIFEST,
-    wildcard_constraints:
-        experiment=names_regex(OAA_CAMS),
-    resources:
-        **resources("cams", gpus=0),
     log:
         f"{LOGS}/extract_accumulated_cams-{{shard}}-of-{{num_shards}}.log",
     benchmark:
         f"{BENCHMARKS}/extract_accumulated_cams-{{shard}}-of-{{num_shards}}.tsv"
+    wildcard_constraints:
+        experiment=names_regex(OAA_CAMS),
+    resources:
+        **resources("cams", gpus=0),
 
 
 rule gather_cams:
@@ -51,12 +51,12 @@ rule gather_cams:
         shards=shard_paths(f"{RESULTS}/{{experiment}}/cams/shard-{{shard}}-of-{{num_shards}}.h5", "cam"),
     output:
         out=f"{EXP}/cams/cams.h5",
-    params:
-        code_version=code("gather_cams.py"),
     log:
         f"{LOGS}/gather_cams.log",
     conda:
         ENV
+    params:
+        code_version=code("gather_cams.py"),
     script:
         "../scripts/gather_cams.py"
 
@@ -70,21 +70,21 @@ rule extract_val_cams:
         manifest=MANIFEST,
     output:
         out=f"{TUNING}/cams_{VAL_SPLIT}.h5",
-    params:
-        settings=settings("cam"),
-        split=VAL_SPLIT,
-        code_version=code("extract_cams.py"),
-    wildcard_constraints:
-        experiment=names_regex([name for name in EXPERIMENTS if name not in OAA_CAMS]),
-    threads: threads("cams")
-    resources:
-        **resources("cams"),
     log:
         f"{LOGS}/extract_val_cams.log",
     benchmark:
         f"{BENCHMARKS}/extract_val_cams.tsv"
+    wildcard_constraints:
+        experiment=names_regex([name for name in EXPERIMENTS if name not in OAA_CAMS]),
     conda:
         ENV
+    threads: threads("cams")
+    resources:
+        **resources("cams"),
+    params:
+        settings=settings("cam"),
+        split=VAL_SPLIT,
+        code_version=code("extract_cams.py"),
     script:
         "../scripts/extract_cams.py"
 
@@ -94,14 +94,14 @@ use rule extract_val_cams as extract_accumulated_val_cams with:
         accumulated=f"{EXP}/classifier/accumulated_cams_{VAL_SPLIT}.h5",
         dataset=DATA_ROOT,
         manifest=MANIFEST,
-    wildcard_constraints:
-        experiment=names_regex(OAA_CAMS),
-    resources:
-        **resources("cams", gpus=0),
     log:
         f"{LOGS}/extract_accumulated_val_cams.log",
     benchmark:
         f"{BENCHMARKS}/extract_accumulated_val_cams.tsv"
+    wildcard_constraints:
+        experiment=names_regex(OAA_CAMS),
+    resources:
+        **resources("cams", gpus=0),
 
 
 # Every choice behind the seeds and pseudo labels, made on the val split's masks: the background threshold of
@@ -113,21 +113,25 @@ rule tune_background:
         manifest=MANIFEST,
     output:
         out=f"{TUNING}/background.json",
-        figure=report(f"{EXP}/figures/tuning_{VAL_SPLIT}.png", caption="../report/tuning.rst",
-                      category="Tuning on val", subcategory="{experiment}"),
-    params:
-        settings=settings("cam", "pseudo_labels", "crf"),
-        split=VAL_SPLIT,
-        code_version=code("tune_background.py"),
-    threads: threads("pseudo_labels")
-    resources:
-        **resources("pseudo_labels"),
+        figure=report(
+            f"{EXP}/figures/tuning_{VAL_SPLIT}.png",
+            caption="../report/tuning.rst",
+            category="Tuning on val",
+            subcategory="{experiment}",
+        ),
     log:
         f"{LOGS}/tune_background.log",
     benchmark:
         f"{BENCHMARKS}/tune_background.tsv"
     conda:
         ENV
+    threads: threads("pseudo_labels")
+    resources:
+        **resources("pseudo_labels"),
+    params:
+        settings=settings("cam", "pseudo_labels", "crf"),
+        split=VAL_SPLIT,
+        code_version=code("tune_background.py"),
     script:
         "../scripts/tune_background.py"
 
@@ -140,22 +144,30 @@ rule evaluate_cams:
         manifest=MANIFEST,
     output:
         out=f"{EXP}/metrics/cam_{SCORE_SPLIT}.json",
-        sweep_figure=report(f"{EXP}/figures/cam_threshold_sweep.png", caption="../report/cam_threshold_sweep.rst",
-                            category="CAM seeds", subcategory="{experiment}"),
-        overlay_figure=report(f"{EXP}/figures/cam_overlays.png", caption="../report/cam_overlays.rst",
-                              category="CAM seeds", subcategory="{experiment}"),
-    params:
-        settings=settings("cam"),
-        split=SCORE_SPLIT,
-        code_version=code("evaluate_cams.py"),
-    threads: threads("evaluation")
-    resources:
-        **resources("evaluation"),
+        sweep_figure=report(
+            f"{EXP}/figures/cam_threshold_sweep.png",
+            caption="../report/cam_threshold_sweep.rst",
+            category="CAM seeds",
+            subcategory="{experiment}",
+        ),
+        overlay_figure=report(
+            f"{EXP}/figures/cam_overlays.png",
+            caption="../report/cam_overlays.rst",
+            category="CAM seeds",
+            subcategory="{experiment}",
+        ),
     log:
         f"{LOGS}/evaluate_cams.log",
     benchmark:
         f"{BENCHMARKS}/evaluate_cams.tsv"
     conda:
         ENV
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
+    params:
+        settings=settings("cam"),
+        split=SCORE_SPLIT,
+        code_version=code("evaluate_cams.py"),
     script:
         "../scripts/evaluate_cams.py"

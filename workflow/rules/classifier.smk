@@ -9,24 +9,28 @@ rule train_classifier:
     output:
         model=f"{EXP}/classifier/model.pt",
         history=f"{EXP}/classifier/history.json",
-        curve=report(f"{EXP}/figures/classifier_curve.png", caption="../report/classifier_curve.rst",
-                     category="Classifier training", subcategory="{experiment}"),
+        curve=report(
+            f"{EXP}/figures/classifier_curve.png",
+            caption="../report/classifier_curve.rst",
+            category="Classifier training",
+            subcategory="{experiment}",
+        ),
+    log:
+        f"{LOGS}/train_classifier.log",
+    benchmark:
+        f"{BENCHMARKS}/train_classifier.tsv"
     wildcard_constraints:
         experiment=names_regex([name for name in EXPERIMENTS if name not in ACCUMULATING]),
+    conda:
+        ENV
+    threads: threads("classifier")
+    resources:
+        **resources("classifier"),
     params:
         settings=settings("classifier"),
         checkpoint_dir=f"{EXP}/checkpoints/classifier",
         split=TRAIN_SPLIT,
         code_version=code("train_classifier.py"),
-    threads: threads("classifier")
-    resources:
-        **resources("classifier"),
-    log:
-        f"{LOGS}/train_classifier.log",
-    benchmark:
-        f"{BENCHMARKS}/train_classifier.tsv"
-    conda:
-        ENV
     script:
         "../scripts/train_classifier.py"
 
@@ -37,11 +41,15 @@ use rule train_classifier as train_classifier_accumulating with:
     output:
         model=f"{EXP}/classifier/model.pt",
         history=f"{EXP}/classifier/history.json",
-        curve=report(f"{EXP}/figures/classifier_curve.png", caption="../report/classifier_curve.rst",
-                     category="Classifier training", subcategory="{experiment}"),
+        curve=report(
+            f"{EXP}/figures/classifier_curve.png",
+            caption="../report/classifier_curve.rst",
+            category="Classifier training",
+            subcategory="{experiment}",
+        ),
         accumulated=f"{EXP}/classifier/accumulated_cams.h5",
         accumulated_val=f"{EXP}/classifier/accumulated_cams_{VAL_SPLIT}.h5",
-    params:
-        val_split=VAL_SPLIT,
     wildcard_constraints:
         experiment=names_regex(ACCUMULATING),
+    params:
+        val_split=VAL_SPLIT,

@@ -58,8 +58,9 @@ PRETRAINED_BACKBONE = f"{PRETRAIN}/backbone.pt"
 ENV = "../../envs/wsss.yaml"
 
 if config["dataset"]["source"] == "voc" and not Path(DATA_ROOT).is_dir():
-    raise WorkflowError(f"dataset.root {DATA_ROOT} does not exist: dataset.source 'voc' reads an existing "
-                        f"VOC-layout tree there")
+    raise WorkflowError(
+        f"dataset.root {DATA_ROOT} does not exist: dataset.source 'voc' reads an existing VOC-layout tree there"
+    )
 
 
 def names_regex(names):
@@ -132,8 +133,12 @@ def segmentation_inputs(wildcards):
     dataset and, when set, its starting weights (a missing or unusable weights file stops the run before any job)."""
     source = "ground_truth" if trains_on_ground_truth(wildcards.experiment) else "pseudo_labels"
     weights = configured_weights(wildcards.experiment, "segmentation")
-    return {"labels": f"{RESULTS}/{wildcards.experiment}/{source}/index.txt", "dataset": DATA_ROOT,
-            "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
+    return {
+        "labels": f"{RESULTS}/{wildcards.experiment}/{source}/index.txt",
+        "dataset": DATA_ROOT,
+        "manifest": MANIFEST,
+        **({"backbone_weights": weights} if weights else {}),
+    }
 
 
 def starts_from_pretraining(experiment):
@@ -146,8 +151,11 @@ USES_PRETRAINING = any(starts_from_pretraining(name) for name in RUN if not trai
 def classifier_inputs(wildcards):
     """The classifier's inputs: the dataset and its starting weights (the pretrained backbone, or
     classifier.backbone.weights when set, checked as the plan is made, or none: random weights)."""
-    weights = (PRETRAINED_BACKBONE if starts_from_pretraining(wildcards.experiment)
-               else configured_weights(wildcards.experiment, "classifier"))
+    weights = (
+        PRETRAINED_BACKBONE
+        if starts_from_pretraining(wildcards.experiment)
+        else configured_weights(wildcards.experiment, "classifier")
+    )
     return {"dataset": DATA_ROOT, "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
 
 
@@ -178,8 +186,13 @@ def experiment_figures(experiment):
     outputs are missing."""
     figures = ["segmentation_curve.png", *[f"segmentation_{split}.png" for split in SEGMENTATION_SPLITS]]
     if not trains_on_ground_truth(experiment):
-        figures += ["classifier_curve.png", "cam_threshold_sweep.png", "cam_overlays.png", "pseudo_labels.png",
-                    f"tuning_{VAL_SPLIT}.png"]
+        figures += [
+            "classifier_curve.png",
+            "cam_threshold_sweep.png",
+            "cam_overlays.png",
+            "pseudo_labels.png",
+            f"tuning_{VAL_SPLIT}.png",
+        ]
     if TEST_SPLIT and not TEST_LABELLED:
         figures.append(f"predictions_{TEST_SPLIT}.png")
     return [f"{RESULTS}/{experiment}/figures/{name}" for name in figures]
@@ -191,11 +204,14 @@ def sharded_artifacts(experiment):
     next plain run then makes both again, and everything after them, though the later outputs are all there."""
     if trains_on_ground_truth(experiment):
         return []
-    return [*experiment_shards(f"{RESULTS}/{{experiment}}/cams/shard-{{shard}}-of-{{num_shards}}.h5", experiment, "cam"),
-            f"{RESULTS}/{experiment}/cams/cams.h5",
-            *experiment_shards(f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", experiment,
-                               "pseudo_labels"),
-            f"{RESULTS}/{experiment}/pseudo_labels/index.txt"]
+    return [
+        *experiment_shards(f"{RESULTS}/{{experiment}}/cams/shard-{{shard}}-of-{{num_shards}}.h5", experiment, "cam"),
+        f"{RESULTS}/{experiment}/cams/cams.h5",
+        *experiment_shards(
+            f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", experiment, "pseudo_labels"
+        ),
+        f"{RESULTS}/{experiment}/pseudo_labels/index.txt",
+    ]
 
 
 def test_archives(experiment):
@@ -209,14 +225,21 @@ def tunes_bg_power(experiment):
 
 def bg_power_tuning(wildcards):
     """With bg_power 'val': {"tuning": the choices made on val}; else nothing."""
-    return {"tuning": f"{RESULTS}/{wildcards.experiment}/tuning/background.json"} if tunes_bg_power(
-        wildcards.experiment) else {}
+    return (
+        {"tuning": f"{RESULTS}/{wildcards.experiment}/tuning/background.json"}
+        if tunes_bg_power(wildcards.experiment)
+        else {}
+    )
 
 
 def pseudo_label_inputs(wildcards):
     """The pseudo labels' inputs: the CAMs, the dataset and, with bg_power 'val', the choice made on val."""
-    return {"cams": f"{RESULTS}/{wildcards.experiment}/cams/cams.h5", "dataset": DATA_ROOT, "manifest": MANIFEST,
-            **bg_power_tuning(wildcards)}
+    return {
+        "cams": f"{RESULTS}/{wildcards.experiment}/cams/cams.h5",
+        "dataset": DATA_ROOT,
+        "manifest": MANIFEST,
+        **bg_power_tuning(wildcards),
+    }
 
 
 def training_histories():

@@ -12,18 +12,18 @@ if config["dataset"]["source"] != "voc":
             **{role: f"{DOWNLOADS}/{name}" for role, name in dataset_archives(config).items()},
         output:
             out=directory(DATA_ROOT),
-        params:
-            settings=dataset_settings(config),
-            code_version=code("prepare_dataset.py"),
-        threads: threads("prepare")
-        resources:
-            **resources("prepare"),
         log:
             f"{RESULTS}/logs/prepare_dataset.log",
         benchmark:
             f"{RESULTS}/benchmarks/prepare_dataset.tsv"
         conda:
             ENV
+        threads: threads("prepare")
+        resources:
+            **resources("prepare"),
+        params:
+            settings=dataset_settings(config),
+            code_version=code("prepare_dataset.py"),
         script:
             "../scripts/prepare_dataset.py"
 
@@ -33,18 +33,18 @@ rule index_dataset:
         dataset=DATA_ROOT,
     output:
         out=MANIFEST,
-    params:
-        splits=json.dumps(index_specs(config), sort_keys=True),
-        check=lambda wildcards: index_check(MANIFEST, DATA_ROOT),
-        code_version=code("index_dataset.py"),
-    threads: threads("prepare")
-    resources:
-        **resources("prepare"),
     log:
         f"{RESULTS}/logs/index_dataset.log",
     benchmark:
         f"{RESULTS}/benchmarks/index_dataset.tsv"
     conda:
         ENV
+    threads: threads("prepare")
+    resources:
+        **resources("prepare"),
+    params:
+        splits=json.dumps(index_specs(config), sort_keys=True),
+        check=lambda wildcards: index_check(MANIFEST, DATA_ROOT),
+        code_version=code("index_dataset.py"),
     script:
         "../scripts/index_dataset.py"

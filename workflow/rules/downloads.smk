@@ -6,16 +6,16 @@
 rule download:
     output:
         out=f"{DOWNLOADS}/{{name}}",
+    log:
+        f"results/logs/download-{{name}}.log",
     wildcard_constraints:
         name=names_regex(list(config["downloads"])),
+    conda:
+        ENV
     params:
         name=lambda wildcards: wildcards.name,
         sha256=lambda wildcards: config["downloads"][wildcards.name]["sha256"],
         size=lambda wildcards: config["downloads"][wildcards.name].get("size") or 0,
         code_version=code("download.py"),
-    log:
-        f"results/logs/download-{{name}}.log",
-    conda:
-        ENV
     script:
         "../scripts/download.py"

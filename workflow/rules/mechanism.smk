@@ -13,23 +13,23 @@ rule extract_cams_without_aggregation:
         manifest=MANIFEST,
     output:
         out=f"{EXP}/mechanism/cams_no_aggregation_{{split}}.h5",
+    log:
+        f"{LOGS}/extract_cams_without_aggregation-{{split}}.log",
+    benchmark:
+        f"{BENCHMARKS}/extract_cams_without_aggregation-{{split}}.tsv"
     wildcard_constraints:
         experiment=names_regex(ABLATED),
         split=names_regex([SCORE_SPLIT, VAL_SPLIT]),
+    conda:
+        ENV
+    threads: threads("cams")
+    resources:
+        **resources("cams"),
     params:
         settings=settings("cam"),
         split=lambda wildcards: wildcards.split,
         ablation="aggregation",
         code_version=code("extract_cams.py"),
-    threads: threads("cams")
-    resources:
-        **resources("cams"),
-    log:
-        f"{LOGS}/extract_cams_without_aggregation-{{split}}.log",
-    benchmark:
-        f"{BENCHMARKS}/extract_cams_without_aggregation-{{split}}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/extract_cams.py"
 
@@ -43,22 +43,22 @@ rule evaluate_mechanism:
         manifest=MANIFEST,
     output:
         out=f"{EXP}/metrics/mechanism_{SCORE_SPLIT}.json",
+    log:
+        f"{LOGS}/evaluate_mechanism.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_mechanism.tsv"
     wildcard_constraints:
         experiment=names_regex([name for name in EXPERIMENTS if not trains_on_ground_truth(name)]),
+    conda:
+        ENV
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
     params:
         settings=settings("mechanism"),
         split=SCORE_SPLIT,
         val_split=VAL_SPLIT,
         code_version=code("evaluate_mechanism.py"),
-    threads: threads("evaluation")
-    resources:
-        **resources("evaluation"),
-    log:
-        f"{LOGS}/evaluate_mechanism.log",
-    benchmark:
-        f"{BENCHMARKS}/evaluate_mechanism.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_mechanism.py"
 
@@ -72,21 +72,21 @@ rule evaluate_cams_without_aggregation:
         manifest=MANIFEST,
     output:
         out=f"{EXP}/metrics/cam_no_aggregation_{SCORE_SPLIT}.json",
+    log:
+        f"{LOGS}/evaluate_cams_without_aggregation.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_cams_without_aggregation.tsv"
     wildcard_constraints:
         experiment=names_regex(ABLATED),
+    conda:
+        ENV
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
     params:
         settings=settings("cam", "mechanism"),
         split=SCORE_SPLIT,
         val_split=VAL_SPLIT,
         code_version=code("evaluate_cams_without_aggregation.py"),
-    threads: threads("evaluation")
-    resources:
-        **resources("evaluation"),
-    log:
-        f"{LOGS}/evaluate_cams_without_aggregation.log",
-    benchmark:
-        f"{BENCHMARKS}/evaluate_cams_without_aggregation.tsv"
-    conda:
-        ENV
     script:
         "../scripts/evaluate_cams_without_aggregation.py"

@@ -8,6 +8,15 @@ rule make_pseudo_labels:
         unpack(pseudo_label_inputs),
     output:
         out=directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
+    log:
+        f"{LOGS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.log",
+    benchmark:
+        f"{BENCHMARKS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.tsv"
+    conda:
+        ENV
+    threads: threads("pseudo_labels")
+    resources:
+        **resources("pseudo_labels"),
     params:
         settings=lambda wildcards: pseudo_label_settings(config, wildcards.experiment),
         split=TRAIN_SPLIT,
@@ -15,17 +24,9 @@ rule make_pseudo_labels:
         num_shards=lambda wildcards: wildcards.num_shards,
         # of the wildcards only: Snakemake records no param computed from the output, and so would not compare it
         check=lambda wildcards: folder_check(
-            f"{RESULTS}/{wildcards.experiment}/pseudo_labels/shard-{wildcards.shard}-of-{wildcards.num_shards}"),
+            f"{RESULTS}/{wildcards.experiment}/pseudo_labels/shard-{wildcards.shard}-of-{wildcards.num_shards}"
+        ),
         code_version=code("make_pseudo_labels.py"),
-    threads: threads("pseudo_labels")
-    resources:
-        **resources("pseudo_labels"),
-    log:
-        f"{LOGS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.log",
-    benchmark:
-        f"{BENCHMARKS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.tsv"
-    conda:
-        ENV
     script:
         "../scripts/make_pseudo_labels.py"
 
@@ -39,20 +40,24 @@ rule evaluate_pseudo_labels:
     output:
         index=f"{EXP}/pseudo_labels/index.txt",
         out=f"{EXP}/metrics/pseudo_label_{SCORE_SPLIT}.json",
-        figure=report(f"{EXP}/figures/pseudo_labels.png", caption="../report/pseudo_labels.rst",
-                      category="Pseudo labels", subcategory="{experiment}"),
-    params:
-        split=SCORE_SPLIT,
-        bg_power=lambda wildcards: resolve_experiment(config, wildcards.experiment)["pseudo_labels"]["bg_power"],
-        code_version=code("evaluate_pseudo_labels.py"),
-    threads: threads("evaluation")
-    resources:
-        **resources("evaluation"),
+        figure=report(
+            f"{EXP}/figures/pseudo_labels.png",
+            caption="../report/pseudo_labels.rst",
+            category="Pseudo labels",
+            subcategory="{experiment}",
+        ),
     log:
         f"{LOGS}/evaluate_pseudo_labels.log",
     benchmark:
         f"{BENCHMARKS}/evaluate_pseudo_labels.tsv"
     conda:
         ENV
+    threads: threads("evaluation")
+    resources:
+        **resources("evaluation"),
+    params:
+        split=SCORE_SPLIT,
+        bg_power=lambda wildcards: resolve_experiment(config, wildcards.experiment)["pseudo_labels"]["bg_power"],
+        code_version=code("evaluate_pseudo_labels.py"),
     script:
         "../scripts/evaluate_pseudo_labels.py"

@@ -12,6 +12,10 @@ rule results_table:
         markdown=report(BENCHMARK_MD, caption="../report/results_markdown.rst", category="Results"),
         provenance=report(PROVENANCE_CSV, caption="../report/provenance.rst", category="Results"),
         resolved_config=report(RESOLVED_CONFIG, caption="../report/config.rst", category="Results"),
+    log:
+        "results/logs/results_table.log",
+    conda:
+        ENV
     params:
         dataset_name=DATASET,
         metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
@@ -20,9 +24,5 @@ rule results_table:
         benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN]
         + ([f"pretrain={PRETRAIN}/benchmarks"] if USES_PRETRAINING else []),
         code_version=code("results_table.py"),
-    log:
-        "results/logs/results_table.log",
-    conda:
-        ENV
     script:
         "../scripts/results_table.py"

@@ -9,13 +9,13 @@ rule index_ground_truth:
         manifest=MANIFEST,
     output:
         out=f"{EXP}/ground_truth/index.txt",
-    params:
-        split=TRAIN_SPLIT,
-        code_version=code("index_ground_truth.py"),
     log:
         f"{LOGS}/index_ground_truth.log",
     conda:
         ENV
+    params:
+        split=TRAIN_SPLIT,
+        code_version=code("index_ground_truth.py"),
     script:
         "../scripts/index_ground_truth.py"
 
@@ -38,22 +38,26 @@ rule train_segmentation:
     output:
         model=f"{EXP}/segmentation/model.pt",
         history=f"{EXP}/segmentation/history.json",
-        curve=report(f"{EXP}/figures/segmentation_curve.png", caption="../report/segmentation_curve.rst",
-                     category="DeepLab-v2", subcategory="{experiment}"),
-    params:
-        settings=settings("segmentation"),
-        checkpoint_dir=f"{EXP}/checkpoints/segmentation",
-        outdated=MADE_FROM_THE_SEGMENTATION_MODEL,
-        code_version=code("train_segmentation.py"),
-    threads: threads("segmentation")
-    resources:
-        **resources("segmentation"),
+        curve=report(
+            f"{EXP}/figures/segmentation_curve.png",
+            caption="../report/segmentation_curve.rst",
+            category="DeepLab-v2",
+            subcategory="{experiment}",
+        ),
     log:
         f"{LOGS}/train_segmentation.log",
     benchmark:
         f"{BENCHMARKS}/train_segmentation.tsv"
     conda:
         ENV
+    threads: threads("segmentation")
+    resources:
+        **resources("segmentation"),
+    params:
+        settings=settings("segmentation"),
+        checkpoint_dir=f"{EXP}/checkpoints/segmentation",
+        outdated=MADE_FROM_THE_SEGMENTATION_MODEL,
+        code_version=code("train_segmentation.py"),
     script:
         "../scripts/train_segmentation.py"
 
@@ -67,23 +71,27 @@ rule evaluate_segmentation:
     output:
         predictions=directory(f"{EXP}/segmentation/predictions_{{split}}"),
         out=f"{EXP}/metrics/segmentation_{{split}}.json",
-        figure=report(f"{EXP}/figures/segmentation_{{split}}.png", caption="../report/segmentation_predictions.rst",
-                      category="DeepLab-v2", subcategory="{experiment}"),
-    wildcard_constraints:
-        split=names_regex(SEGMENTATION_SPLITS),
-    params:
-        settings=settings("segmentation"),
-        split=lambda wildcards: wildcards.split,
-        code_version=code("evaluate_segmentation.py"),
-    threads: threads("predict")
-    resources:
-        **resources("predict"),
+        figure=report(
+            f"{EXP}/figures/segmentation_{{split}}.png",
+            caption="../report/segmentation_predictions.rst",
+            category="DeepLab-v2",
+            subcategory="{experiment}",
+        ),
     log:
         f"{LOGS}/evaluate_segmentation-{{split}}.log",
     benchmark:
         f"{BENCHMARKS}/evaluate_segmentation-{{split}}.tsv"
+    wildcard_constraints:
+        split=names_regex(SEGMENTATION_SPLITS),
     conda:
         ENV
+    threads: threads("predict")
+    resources:
+        **resources("predict"),
+    params:
+        settings=settings("segmentation"),
+        split=lambda wildcards: wildcards.split,
+        code_version=code("evaluate_segmentation.py"),
     script:
         "../scripts/evaluate_segmentation.py"
 
@@ -100,20 +108,24 @@ if not TEST_LABELLED:
         output:
             predictions=directory(f"{EXP}/segmentation/predictions_{TEST_SPLIT}"),
             archive=f"{EXP}/test_predictions.tar.gz",
-            figure=report(f"{EXP}/figures/predictions_{TEST_SPLIT}.png", caption="../report/test_predictions.rst",
-                          category="DeepLab-v2", subcategory="{experiment}"),
-        params:
-            settings=settings("segmentation"),
-            split=TEST_SPLIT,
-            code_version=code("predict_test.py"),
-        threads: threads("predict")
-        resources:
-            **resources("predict"),
+            figure=report(
+                f"{EXP}/figures/predictions_{TEST_SPLIT}.png",
+                caption="../report/test_predictions.rst",
+                category="DeepLab-v2",
+                subcategory="{experiment}",
+            ),
         log:
             f"{LOGS}/predict_test.log",
         benchmark:
             f"{BENCHMARKS}/predict_test.tsv"
         conda:
             ENV
+        threads: threads("predict")
+        resources:
+            **resources("predict"),
+        params:
+            settings=settings("segmentation"),
+            split=TEST_SPLIT,
+            code_version=code("predict_test.py"),
         script:
             "../scripts/predict_test.py"
