@@ -4,13 +4,19 @@
 import os
 import sys
 
-sys.path.insert(0, workflow.basedir)  # the wsss package, also where it is not pip-installed
+# This Snakefile's folder, the repository: where the workflow's own files are (package, scripts, configs). Not
+# workflow.basedir, which is the main Snakefile's folder: another project's when this workflow is a module of it
+# (docs/module.md).
+WORKFLOW_DIR = str(workflow.current_basedir)
+sys.path.insert(0, WORKFLOW_DIR)  # the wsss package, also where it is not pip-installed
 
 from wsss.config import check_download_urls, validate_config
 
+# The built-in dataset's config, unless --configfile gives another; a module is given its config by the project
+# (`config:` of its `module`), and Snakemake then skips this.
 if not workflow.overwrite_configfiles:
 
-    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+    configfile: os.path.join(WORKFLOW_DIR, "config", "config.yaml")
 
 
 validate_config(config, "the workflow configuration")
@@ -44,14 +50,8 @@ if MECHANISM:
 include: "workflow/rules/report.smk"
 
 
-localrules:
-    all,
-    download,
-    gather_cams,
-    index_ground_truth,
-    results_table,
-
-
+# The local rules (run on the submitting host, not submitted) say so themselves, `localrule: True`, rather than in a
+# `localrules:` list, whose names a module's `use rule * from ... as prefix_*` would not rename.
 rule all:
     default_target: True
     input:
@@ -63,6 +63,7 @@ rule all:
         [path for experiment in RUN for path in sharded_artifacts(experiment)],
         [path for experiment in RUN for path in test_archives(experiment)],
         [f"{PRETRAIN}/figures/classifier_curve.png"] if USES_PRETRAINING else [],
+    localrule: True
 
 
 onerror:

@@ -36,9 +36,11 @@ def no_slurm_controller() -> str:
     return str(folder)
 
 
-def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
-    """Run the workflow in `workdir` on 2 cores (a subprocess, as a user would), locally (no SLURM)."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 1200,
+              snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+    """Run the workflow (or another Snakefile) in `workdir` on 2 cores (a subprocess, as a user would), locally (no
+    SLURM)."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",
                str(workdir), "--cores", "2", *args]
     path = f"{no_slurm_controller()}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir,

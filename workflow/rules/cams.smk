@@ -53,6 +53,7 @@ rule gather_cams:
         out=f"{EXP}/cams/cams.h5",
     log:
         f"{LOGS}/gather_cams.log",
+    localrule: True
     conda:
         ENV
     params:

@@ -88,7 +88,7 @@ def settings(*sections):
 def code(script):
     """params: the version of the code a rule's script runs (a change to it, or to the package modules it
     imports, reruns the rule)."""
-    return code_version(os.path.join(workflow.basedir, "workflow", "scripts", script))
+    return code_version(os.path.join(WORKFLOW_DIR, "workflow", "scripts", script))
 
 
 def threads(stage):

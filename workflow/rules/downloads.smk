@@ -10,6 +10,7 @@ rule download:
         f"results/logs/download-{{name}}.log",
     wildcard_constraints:
         name=names_regex(list(config["downloads"])),
+    localrule: True
     conda:
         ENV
     params:

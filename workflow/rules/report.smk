@@ -14,6 +14,7 @@ rule results_table:
         resolved_config=report(RESOLVED_CONFIG, caption="../report/config.rst", category="Results"),
     log:
         "results/logs/results_table.log",
+    localrule: True
     conda:
         ENV
     params:

@@ -11,6 +11,7 @@ rule index_ground_truth:
         out=f"{EXP}/ground_truth/index.txt",
     log:
         f"{LOGS}/index_ground_truth.log",
+    localrule: True
     conda:
         ENV
     params:
