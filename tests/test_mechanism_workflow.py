@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import TINY_CONFIG, copy_run, snakemake
+from wsss.data.voc import open_layout
 
 MECHANISM_RULES = {"evaluate_mechanism", "evaluate_cams_without_aggregation"}  # the only readers of parts/
 RECALLS = ("body_recall", "marking_recall", "large_body_recall", "large_marking_recall")
@@ -117,6 +118,12 @@ def test_the_table_has_the_mechanism_figures_and_the_ablated_row(audited_rca_run
     epochs = ablated_metrics["aggregation_epochs"]
     assert epochs["of"] == 4 and epochs["on"] >= 1, epochs
     assert f"aggregate zeroed at inference (on in {epochs['on']} of 4 training epochs)" in ablated["detail"]
+    attention = ablated_metrics["attention"]
+    assert attention["ready"] and attention["split"] == "train" and attention["body"]["cells"] > 0, attention
+    assert 0.0 <= attention["body"]["own_class_attention"] <= 1.0
+    classes = len(open_layout(workdir / "resources/tiny").class_names)
+    assert attention["body"]["uniform_attention"] == pytest.approx(1 / classes)
+    assert f"attention on their class's centroids {attention['body']['own_class_attention']:.3f}" in ablated["detail"]
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ def choices_detail(metrics: dict) -> str:
         if "aggregation_epochs" in metrics:
             epochs = metrics["aggregation_epochs"]
             text += f"; aggregate zeroed at inference (on in {epochs['on']} of {epochs['of']} training epochs)"
-        return text
+        return text + attention_detail(metrics.get("attention"))
     if "bg_power" in metrics:
         source = "fixed in config" if metrics["bg_power_chosen_on"] == "config" else \
             f"chosen on {metrics['bg_power_chosen_on']}"
@@ -45,6 +45,15 @@ def choices_detail(metrics: dict) -> str:
     if metrics["stage"] == "segmentation" and "multi_scale" in metrics:
         return scoring_detail(metrics)
     return ""
+
+
+def attention_detail(attention: dict | None) -> str:
+    """Where the trained aggregation looks (`attention.measure_attention`'s figures), for the ablated row."""
+    if not attention or not attention["ready"]:
+        return ""
+    body = attention["body"]
+    return (f"; body cells' attention on their class's centroids {body['own_class_attention']:.3f} (uniform "
+            f"{body['uniform_attention']:.3f})")
 
 
 def scoring_detail(metrics: dict) -> str:

@@ -67,6 +67,7 @@ rule evaluate_cams_without_aggregation:
     input:
         cams=f"{EXP}/mechanism/cams_no_aggregation_{SCORE_SPLIT}.h5",
         val_cams=f"{EXP}/mechanism/cams_no_aggregation_{VAL_SPLIT}.h5",
+        model=f"{EXP}/classifier/model.pt",
         history=f"{EXP}/classifier/history.json",
         dataset=DATA_ROOT,
         manifest=MANIFEST,
