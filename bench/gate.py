@@ -23,7 +23,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wsss.artifacts import write_json  # noqa: E402
+from wsss.core.artifacts import write_json  # noqa: E402
 from wsss.gate import (BACKGROUND_FPR, GATE, PROBE_CRITERION, PROBE_MARGIN, mean_figures, measure_gate,  # noqa: E402
                        verdicts)
 from wsss.mechanism import LARGE_OBJECT_SHARE  # noqa: E402

@@ -49,14 +49,14 @@ import torch.nn.functional as F  # noqa: E402
 
 from wsss.cam import multiscale_cams, normalise_per_class  # noqa: E402
 from wsss.cam_store import CamWriter, open_hdf5, read_cam_entry  # noqa: E402
-from wsss.config import load_config, resolve_experiment, section_defaults  # noqa: E402
+from wsss.core.config import load_config, resolve_experiment, section_defaults  # noqa: E402
+from wsss.core.guards import FiniteGuard  # noqa: E402
+from wsss.core.runtime import device_bf16_support, grad_scaler, memory_format  # noqa: E402
 from wsss.crf import dense_crf  # noqa: E402
-from wsss.guards import FiniteGuard  # noqa: E402
 from wsss.inference import class_probabilities  # noqa: E402
 from wsss.models.classifier import build_classifier  # noqa: E402
 from wsss.models.deeplab import build_deeplab  # noqa: E402
 from wsss.models.rca_schedule import refresh_centroids  # noqa: E402
-from wsss.runtime import device_bf16_support, grad_scaler, memory_format  # noqa: E402
 from wsss.train_classifier import make_optimizer as classifier_optimizer  # noqa: E402
 from wsss.train_classifier import train_one_epoch  # noqa: E402
 from wsss.train_segmentation import make_optimizer as deeplab_optimizer  # noqa: E402

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from wsss.ablation import aggregate_zeroed
-from wsss.artifacts import file_sha256
 from wsss.cam_store import cam_names, read_cams
+from wsss.core.artifacts import file_sha256
 from wsss.models.classifier import CAMClassifier, build_classifier
 
 from conftest import tiny_settings

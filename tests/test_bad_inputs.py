@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from conftest import REPO, Killed, kill_after_first_checkpoint, snakemake, tiny_settings
-from wsss.artifacts import ArtifactError, load_torch
-from wsss.config import ConfigError, load_config, main as check_config, validate_config
+from wsss.core.artifacts import ArtifactError, load_torch
+from wsss.core.config import ConfigError, load_config, main as check_config, validate_config
 from wsss.data.manifest import build_manifest
 from wsss.data.voc import VOCLayout, write_label_png
 

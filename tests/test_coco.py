@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss.artifacts import ArtifactError
+from wsss.core.artifacts import ArtifactError
 from wsss.data import coco
 from wsss.data.voc import VOCLayout, read_class_list, read_label_png, read_name_list
 

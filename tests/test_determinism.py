@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
+from wsss.core.runtime import compute_switches, configure_compute
 from wsss.models.ops import cross_entropy_sum, resize_bilinear, segment_sum, select_rows
 from wsss.models.rca import RegionMemoryBank, bank_partners, semantic_contrast_loss
-from wsss.runtime import compute_switches, configure_compute
 
 
 def test_the_deterministic_mode_sets_every_switch_and_off_releases_them():

@@ -117,8 +117,8 @@ def test_ddp_training_keeps_weights_and_banks_identical_and_rank0_writes(tiny_da
 
 
 def deeplab_worker(rank, world, port, dataset, out_dir, settings):
+    from wsss.core.runtime import configure_compute
     from wsss.data.voc import VOCLayout
-    from wsss.runtime import configure_compute
     from wsss.train_segmentation import train_segmentation
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
@@ -197,8 +197,8 @@ def train_with_fixed_statistics(module: torch.nn.Module, mode: bool = True) -> t
 
 
 def classifier_worker(rank, world, port, dataset, out_dir, settings):
+    from wsss.core.runtime import configure_compute
     from wsss.models.rca import ProjectionHead
-    from wsss.runtime import configure_compute
     from wsss.train_classifier import train_classifier
 
     # the projection head's BatchNorm would normalise each process's half batch by its own statistics on the CPU

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from dataset_archives import Server
 
-from wsss.artifacts import ArtifactError
+from wsss.core.artifacts import ArtifactError
 from wsss.data.download import DownloadError, extract, fetch, partial_path
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)

@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from wsss.cam_store import CamWriter
-from wsss.config import validate_config
+from wsss.core.config import validate_config
 from wsss.data.parts import encode_parts, parts_path
 from wsss.data.voc import write_label_png
 from wsss.gate import (GATE, PROBE_CRITERION, baseline_files, measure_gate, probe_figures, ridge_probe, run_config,

@@ -5,8 +5,8 @@ background rate, then the body and marking recall of the score split's seeds at 
 import numpy as np
 import pytest
 
-from wsss.artifacts import file_sha256
 from wsss.cam_store import CamWriter
+from wsss.core.artifacts import file_sha256
 from wsss.data.parts import PARTS_FOLDER, write_parts
 from wsss.data.voc import VOCLayout, write_label_png
 from wsss.mechanism import measure_mechanism, threshold_at_rate_on

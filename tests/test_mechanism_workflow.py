@@ -125,7 +125,7 @@ def test_the_ablated_cams_are_the_same_classifiers_with_the_aggregate_zeroed(aud
     differ from the full CAMs where the image has tags."""
     from wsss.cam import extract_cams
     from wsss.cam_store import read_cams
-    from wsss.config import load_config, resolve_experiment
+    from wsss.core.config import load_config, resolve_experiment
 
     workdir, _, _ = audited_rca_run
     results = workdir / "results/tiny/rca"

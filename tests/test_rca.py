@@ -378,7 +378,7 @@ def test_accumulated_protocol_trains_resumably_and_gives_image_size_cams(tiny_da
 
 
 def test_accumulated_protocol_needs_accumulation_in_training():
-    from wsss.config import ConfigError
+    from wsss.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="accumulate_cams"):
         tiny_settings(cam={"protocol": "accumulated"})
@@ -432,7 +432,7 @@ def test_training_never_aggregates_an_empty_bank(tiny_dataset, tmp_path):
 def grads_after_one_step(rca_overrides: dict, epoch: int, aggregation_ready: bool):
     """One single-process training step; the model, its settings and the names of the parameters left
     without a gradient."""
-    from wsss.guards import FiniteGuard
+    from wsss.core.guards import FiniteGuard
     from wsss.models.classifier import build_classifier
     from wsss.models.rca_schedule import refresh_centroids
     from wsss.train_classifier import train_one_epoch

@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, TINY_CONFIG, Killed, copy_run, kill_after_first_checkpoint, snakemake, tiny_settings
-from wsss.guards import NonFiniteError
+from wsss.core.guards import NonFiniteError
 
 
 def state_of(path):
@@ -58,8 +58,8 @@ def test_changed_starting_weights_never_resume_a_checkpoint(tiny_dataset, tmp_pa
 
 def test_a_finished_run_leaves_no_checkpoint_to_resume(tiny_dataset, tmp_path, caplog):
     """What --forcerun or a rerun with other inputs gets: training from scratch, never the finished checkpoint."""
-    from wsss.train_segmentation import train_segmentation
     from wsss.data.voc import VOCLayout
+    from wsss.train_segmentation import train_segmentation
 
     layout = VOCLayout(tiny_dataset)
     labels = {name: layout.label_path(name) for name in layout.names("train")}
@@ -99,7 +99,7 @@ def test_a_diverging_deeplab_stops_naming_the_iteration(tiny_dataset, tmp_path):
 
 
 def test_the_code_version_follows_the_code_not_its_comments(tmp_path):
-    from wsss.code_version import code_version
+    from wsss.core.code_version import code_version
 
     versions = []
     for number, text in enumerate(('import wsss.crf\nx = 1\n', '"""Docstring."""\nimport wsss.crf\n\nx = 1  # a comment\n',
@@ -131,7 +131,7 @@ def test_the_index_check_stays_while_files_are_unchanged_and_names_a_changed_one
 
 
 def written_folder(folder: Path, files: dict[str, bytes], created_with: str) -> Path:
-    from wsss.artifacts import atomic_directory, record_folder
+    from wsss.core.artifacts import atomic_directory, record_folder
 
     with atomic_directory(folder) as temporary:
         for name, data in files.items():
@@ -142,7 +142,7 @@ def written_folder(folder: Path, files: dict[str, bytes], created_with: str) -> 
 
 
 def test_the_folder_check_stays_while_files_are_unchanged_and_names_a_changed_one(tmp_path):
-    from wsss.artifacts import NEW, folder_check, remove_path
+    from wsss.core.artifacts import NEW, folder_check, remove_path
 
     shard = tmp_path / "shard-1-of-2"
     assert folder_check(shard) == NEW
@@ -164,7 +164,7 @@ def test_the_folder_check_stays_while_files_are_unchanged_and_names_a_changed_on
 
 def test_a_changed_pseudo_label_found_through_the_index_removes_its_shard_and_the_index(tmp_path):
     """So that the next plain run makes both again (the index would name a shard that is gone)."""
-    from wsss.artifacts import ArtifactError, file_sha256
+    from wsss.core.artifacts import ArtifactError, file_sha256
     from wsss.pseudo_labels import read_label_index, write_label_index
 
     shards = [tmp_path / "pseudo_labels" / f"shard-{k}-of-2" for k in range(2)]
@@ -182,7 +182,7 @@ def test_a_changed_pseudo_label_found_through_the_index_removes_its_shard_and_th
 
 
 def test_a_killed_writer_leaves_a_temporary_the_next_write_removes(tmp_path):
-    from wsss.artifacts import write_json
+    from wsss.core.artifacts import write_json
 
     target = tmp_path / "metrics.json"
     (tmp_path / ".metrics.json.tmp-otherhost-4242").write_text("half")
@@ -348,7 +348,7 @@ def test_a_truncated_cam_shard_is_remade_with_its_index_and_what_follows_by_the_
 def test_pseudo_labels_changed_in_a_shard_left_whole_are_seen_by_the_plan_and_remade(tiny_run, tmp_path):
     """One label replaced by another image's, its list rewritten to match; in the other shard one removed with its
     line: each shard is consistent, and the index's hashes are what is stale."""
-    from wsss.artifacts import file_sha256
+    from wsss.core.artifacts import file_sha256
 
     workdir = copy_run(tiny_run, tmp_path / "run")
     labels = workdir / "results/tiny/cam/pseudo_labels"

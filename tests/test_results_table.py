@@ -1,8 +1,8 @@
 """The results table: each row's split role and the split each choice was made on; the paper's numbers beside the
 measured rows on VOC and COCO, none elsewhere."""
 
+from wsss.core.rules import split_roles
 from wsss.results_table import collect_rows, split_role_labels, write_benchmark
-from wsss.rules import split_roles
 
 
 def rows(*mious):

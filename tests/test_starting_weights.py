@@ -1,4 +1,4 @@
-"""Starting weights checked while the plan is made, without torch (wsss/starting_weights.py, wsss/torch_file.py):
+"""Starting weights checked while the plan is made, without torch (wsss/core/starting_weights.py, wsss/core/torch_file.py):
 the shapes written out for the plan are the torch networks', and the check refuses what the training's loader
 refuses, naming the config key and the file."""
 
@@ -10,10 +10,10 @@ import torch
 import torchvision
 
 from test_models import CAFFE_BLOCKS, deeplab_pytorch_state
-from wsss.artifacts import ArtifactError
+from wsss.core.artifacts import ArtifactError
+from wsss.core.starting_weights import check_weights_file, deeplab_pytorch_names, resnet_shapes, vgg_shapes
+from wsss.core.torch_file import tensor_shapes
 from wsss.models.backbones import ResNetOS8, VGG16OS8, deeplab_pytorch_to_torchvision
-from wsss.starting_weights import check_weights_file, deeplab_pytorch_names, resnet_shapes, vgg_shapes
-from wsss.torch_file import tensor_shapes
 
 TINY_VGG = {"name": "vgg16", "width": 0.125, "convs": [1, 1, 2, 1, 1], "batch_norm": True}
 

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader
 
 from .ablation import aggregate_zeroed
 from .cam_store import BackgroundWriter, CamWriter, read_cams
+from .core.runtime import autocast, log, memory_format, progress, select_device
 from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from .data.voc import VOCLayout, open_layout, shard_names
 from .inference import load_classifier
-from .runtime import autocast, log, memory_format, progress, select_device
 
 
 @torch.no_grad()

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ArtifactError
 from .cam_store import open_hdf5, read_cam_entry
+from .core.artifacts import ArtifactError
+from .core.runtime import progress
 from .data.voc import IGNORE_INDEX, VOCLayout, open_layout, read_label_png
 from .metrics import confusion_matrix, summarise
 from .pseudo_labels import read_label_index, seed_label
-from .runtime import progress
 
 
 def seed_sweep(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str,

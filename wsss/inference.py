@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .artifacts import atomic_directory, atomic_file
-from .checkpoint import load_trained_model
+from .core.artifacts import atomic_directory, atomic_file
+from .core.checkpoint import load_trained_model
+from .core.runtime import autocast, forked_pool, memory_format, progress, select_device
 from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from .data.voc import VOCLayout, open_layout, write_label_png
 from .models.classifier import CAMClassifier, build_classifier
 from .models.deeplab import DeepLabV2, build_deeplab
-from .runtime import autocast, forked_pool, memory_format, progress, select_device
 
 
 def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .cam_store import CamWriter, cam_names, read_cams
+from .core.runtime import autocast, memory_format
 from .data.datasets import ClassificationDataset
 from .models.classifier import CAMClassifier
-from .runtime import autocast, memory_format
 
 
 class PlainImages(torch.utils.data.Dataset):

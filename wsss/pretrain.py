@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import save_torch
+from .core.artifacts import save_torch
+from .core.distributed import rank
+from .core.runtime import log
 from .data.voc import VOCLayout
-from .distributed import rank
-from .runtime import log
 from .train_classifier import train_classifier
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import NEW, ArtifactError, atomic_directory, file_sha256, invalidate, record_folder, write_lines
 from .cam_store import open_hdf5, read_cam_entry
+from .core.artifacts import NEW, ArtifactError, atomic_directory, file_sha256, invalidate, record_folder, write_lines
+from .core.runtime import map_images
 from .crf import dense_crf
 from .data.voc import IGNORE_INDEX, VOCLayout, open_layout, shard_names, write_label_png
-from .runtime import map_images
 
 
 def label_of_channels(tags: list[int]) -> np.ndarray:

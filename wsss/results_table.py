@@ -7,7 +7,7 @@ import csv
 import io
 from pathlib import Path
 
-from .artifacts import read_json, write_text
+from .core.artifacts import read_json, write_text
 
 # column -> the mechanism figure it shows (built-in dataset only: wsss/mechanism.py; empty elsewhere)
 MECHANISM_FIGURES = {"body_recall": "body_recall", "marking_recall": "marking_recall",

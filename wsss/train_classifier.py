@@ -14,20 +14,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .artifacts import save_torch, write_json
-from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
-from .cli import run_record
-from .code_version import code_version
-from .config import derive_seed, result_compute
+from .core.artifacts import save_torch, write_json
+from .core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
+from .core.cli import run_record
+from .core.code_version import code_version
+from .core.config import derive_seed, result_compute
+from .core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
+from .core.guards import FiniteGuard
+from .core.runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
 from .data.datasets import ClassificationDataset, pass_loader, seeded_batches, split_has_masks
 from .data.voc import VOCLayout, open_layout
-from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
-from .guards import FiniteGuard
 from .models.bank_measures import bank_summary
 from .models.classifier import CAMClassifier, build_classifier
 from .models.rca_schedule import aggregation_ready, idle_parameters, rca_step, refresh_centroids, regions_needed
 from .oaa import accumulate_cams, read_accumulated, write_accumulated
-from .runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
 
 
 def lr_factor(epoch: int, settings: dict) -> float:

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import file_sha256, save_torch, write_json
-from .checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
-from .cli import run_record
-from .code_version import code_version
-from .config import derive_seed, result_compute
+from .core.artifacts import file_sha256, save_torch, write_json
+from .core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
+from .core.cli import run_record
+from .core.code_version import code_version
+from .core.config import derive_seed, result_compute
+from .core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
+from .core.guards import FiniteGuard
+from .core.runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
 from .data.datasets import SegmentationDataset, pass_loader, seeded_batches
 from .data.voc import IGNORE_INDEX, VOCLayout, open_layout
-from .distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
-from .guards import FiniteGuard
 from .models.deeplab import DeepLabV2, build_deeplab
 from .models.ops import cross_entropy_sum, resize_bilinear
-from .runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
 
 
 def freeze_batchnorm(model: DeepLabV2) -> None:

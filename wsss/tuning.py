@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .cam_store import open_hdf5, read_cam_entry
+from .core.runtime import map_images
 from .data.voc import VOCLayout, open_layout
 from .evaluate import seed_sweep, sweep_points
 from .metrics import confusion_matrix, summarise
 from .pseudo_labels import pseudo_label
-from .runtime import map_images
 
 _WORKER: dict = {}
 

@@ -4,11 +4,11 @@ training epochs the aggregation was on (never: the zeroed CAMs are the full ones
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import read_json, write_json
-from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.artifacts import read_json, write_json
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
 from wsss.mechanism import aggregation_epochs, evaluate_ablated_cams
-from wsss.runtime import log
 
 parser = stage_parser(__doc__, ("cam", "mechanism"))
 parser.add_argument("--cams", required=True, help="the ablated CAMs of the scored split (.h5)")

@@ -2,8 +2,8 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import file_sha256
-from wsss.cli import base_parser, parse_args
+from wsss.core.artifacts import file_sha256
+from wsss.core.cli import base_parser, parse_args
 from wsss.data.voc import open_layout
 from wsss.pseudo_labels import write_index
 

@@ -6,9 +6,9 @@ import _repo  # noqa: F401  (makes wsss importable)
 import json
 import sys
 
-from wsss.cli import parse_stage_args, stage_parser
-from wsss.config import ARCHIVE_ROLES
-from wsss.runtime import log, progress
+from wsss.core.cli import parse_stage_args, stage_parser
+from wsss.core.config import ARCHIVE_ROLES
+from wsss.core.runtime import log, progress
 
 ROLES = sorted({role for needed, optional in ARCHIVE_ROLES.values() for role in needed + optional})
 

@@ -2,9 +2,9 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cli import parse_stage_args, stage_parser
+from wsss.core.cli import parse_stage_args, stage_parser
+from wsss.core.distributed import rank
 from wsss.data.voc import open_layout
-from wsss.distributed import rank
 from wsss.figures import plot_curves
 from wsss.pretrain import pretrain_backbone
 

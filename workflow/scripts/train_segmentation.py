@@ -4,13 +4,13 @@ import _repo  # noqa: F401  (makes wsss importable)
 
 import os
 
-from wsss.artifacts import remove_outdated
-from wsss.cli import parse_stage_args, stage_parser
+from wsss.core.artifacts import remove_outdated
+from wsss.core.cli import parse_stage_args, stage_parser
+from wsss.core.distributed import rank
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.distributed import rank
 from wsss.figures import plot_curves
 from wsss.pseudo_labels import read_label_index
-from wsss.runtime import log
 from wsss.train_segmentation import train_segmentation
 
 parser = stage_parser(__doc__, ("segmentation",), distributed_script="train_segmentation.py")

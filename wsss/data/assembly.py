@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..artifacts import ArtifactError, atomic_directory, write_json
+from ..core.artifacts import ArtifactError, atomic_directory, write_json
 from .download import extract_into
 
 SCRATCH_PREFIX = "_unpacked-"

@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..artifacts import ArtifactError, read_json, write_lines
+from ..core.artifacts import ArtifactError, read_json, write_lines
 
 IGNORE_INDEX = 255
 BACKGROUND = "background"

@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..artifacts import ArtifactError
-from ..config import ARCHIVE_ROLES
 from . import assembly
+from ..core.artifacts import ArtifactError
+from ..core.config import ARCHIVE_ROLES
 from .assembly import Workspace, check_saliency_maps, find_folder, take_saliency_maps
 from .coco import convert_split
 from .voc import read_name_list

@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from ..artifacts import ArtifactError, read_json, write_text
+from ..core.artifacts import ArtifactError, read_json, write_text
 
 MANIFEST_FORMAT = 1
 NEW = "new"

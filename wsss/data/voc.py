@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..artifacts import ArtifactError, atomic_file, invalidate, write_lines
+from ..core.artifacts import ArtifactError, atomic_file, invalidate, write_lines
 
 IGNORE_INDEX = 255
 

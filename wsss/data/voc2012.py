@@ -38,9 +38,9 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from ..artifacts import ArtifactError, write_lines
-from ..config import ARCHIVE_ROLES
 from . import assembly
+from ..core.artifacts import ArtifactError, write_lines
+from ..core.config import ARCHIVE_ROLES
 from .assembly import (Workspace, check_image, check_mask, check_saliency_maps, find_folder, run_tasks,
                        take_saliency_maps)
 from .voc import VOC_CLASSES, check_label_values, read_name_list, write_class_list, write_label_png

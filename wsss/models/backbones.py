@@ -22,7 +22,7 @@ def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixe
 
     `convert(state, path) -> state` renames another layout's tensors to torchvision's first. BatchNorm's
     `num_batches_tracked` counters, which converted files often lack, are not required."""
-    from ..artifacts import ArtifactError, load_torch
+    from ..core.artifacts import ArtifactError, load_torch
 
     path = Path(path)
     if not path.exists():
@@ -162,7 +162,7 @@ def is_deeplab_pytorch_state(state: dict) -> bool:
 def deeplab_pytorch_to_torchvision(state: dict, path: Path) -> dict:
     """A ResNet state dict in deeplab-pytorch's names (its `deeplabv1_resnet101-coco.pth`, converted from DeepLab's
     COCO-trained init.caffemodel) renamed to torchvision's; its classifier (`fc.`, COCO's classes) is dropped."""
-    from ..artifacts import ArtifactError
+    from ..core.artifacts import ArtifactError
 
     if not is_deeplab_pytorch_state(state):
         raise ArtifactError(f"weights file {path} is not in deeplab-pytorch's layout (no layer1.conv1.conv.weight), "
@@ -186,7 +186,7 @@ def deeplab_pytorch_to_torchvision(state: dict, path: Path) -> dict:
 
 def refuse_deeplab_pytorch(state: dict, path: Path) -> dict:
     """torchvision's layout as it is; deeplab-pytorch's (COCO-pretrained DeepLab) is refused with what to set."""
-    from ..artifacts import ArtifactError
+    from ..core.artifacts import ArtifactError
 
     if is_deeplab_pytorch_state(state):
         raise ArtifactError(f"weights file {path} holds deeplab-pytorch's ResNet (DeepLab's Caffe layout, e.g. the "

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..distributed import all_gather_rows, all_reduce_sum, gather_global_batch, rank, world_size
+from ..core.distributed import all_gather_rows, all_reduce_sum, gather_global_batch, rank, world_size
 from .bank_measures import cell_labels, region_purity
 from .classifier import CAMClassifier
 from .ops import select_rows

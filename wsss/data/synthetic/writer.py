@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...artifacts import atomic_directory, write_lines
+from ...core.artifacts import atomic_directory, write_lines
 from ..parts import PARTS_FOLDER
 from ..voc import tags_from_label, write_class_list, write_label_png
 from .backgrounds import CONTEXT_TEXTURE

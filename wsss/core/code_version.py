@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = "wsss"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # wsss/, above core/
 
 
 def _module_file(module: str) -> Path | None:

@@ -1,6 +1,6 @@
 """Configuration: load, validate against config/schema.yaml (filling defaults), resolve experiments.
 
-`python -m wsss.config FILE...` checks config files as the workflow will (a missing file, a YAML
+`python -m wsss.core.config FILE...` checks config files as the workflow will (a missing file, a YAML
 syntax error with its line and column, a key against the schema), before Snakemake reads them.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 STAGE_SECTIONS = ("classifier", "cam", "crf", "pseudo_labels", "segmentation")
 # compute settings that change a stage's numbers (loader_workers does not: augmentation is seeded per sample)
 RESULT_COMPUTE_KEYS = ("device", "threads", "deterministic", "precision", "channels_last")
@@ -262,7 +262,7 @@ def check_download_urls(config: dict, source: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m wsss.config", description="Check config files against the "
+    parser = argparse.ArgumentParser(prog="python -m wsss.core.config", description="Check config files against the "
                                      "schema, as the workflow will.")
     parser.add_argument("files", nargs="+")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """The tensors a torch.save file holds, their names and shapes, read without torch.
 
-Snakemake builds its plan where the training stack may be absent (see `wsss/rules.py`), and a weights
+Snakemake builds its plan where the training stack may be absent (see `wsss/core/rules.py`), and a weights
 file that cannot be used should stop the run there, before minutes of other jobs. This reads what
 torch.load would: the pickle that describes the object (tensors as storage references with a shape),
 through an unpickler that builds nothing but dicts, lists, numbers, strings and tensor descriptions,

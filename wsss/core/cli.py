@@ -29,7 +29,7 @@ from .config import load_config, result_compute, section_defaults, stage_setting
 from .provenance import provenance
 from .runtime import configure_compute, job_environment, log, select_device, setup_logging
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
 _RUN_RECORD: dict = {}
 
 

@@ -15,7 +15,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "torchvision", "numpy", "snakemake", "pydensecrf2", "h5py", "pillow", "scipy")
 
 
