@@ -5,9 +5,10 @@
 stop the run before any job, not after the jobs before the training. So this computes the names and
 shapes of the backbone's tensors from its config section (the same networks, written out), reads the
 file's names and shapes (`torch_file`) and refuses, naming the config key and the file, what
-`load_torchvision_weights` would refuse: missing, unexpected or misshapen tensors, or the other ResNet
-layout than `segmentation.backbone.style` reads. `tests/test_starting_weights.py` holds the shapes
-to those of the torch networks.
+`load_torchvision_weights` refuses: missing, unexpected or misshapen tensors, or the other ResNet
+layout than `segmentation.backbone.style` reads. The loader checks with the same functions and tables
+(`fit_problems`, `in_layout_of_style`, the block counts), so the two cannot disagree on what fits;
+`tests/test_starting_weights.py` holds the shapes written out here to those of the torch networks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from .artifacts import ArtifactError
 from .torch_file import tensor_shapes
 
-VGG16_CONVS = (2, 2, 3, 3, 3)
+VGG16_CONVS = (2, 2, 3, 3, 3)  # convolutions of VGG-16's five blocks
 VGG_CHANNELS = (64, 128, 256, 512, 512)
 RESNET_LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 BOTTLENECK_EXPANSION = 4
@@ -73,7 +74,7 @@ def resnet_shapes(layers, width_per_group: int = 64) -> dict[str, tuple[int, ...
     return shapes
 
 
-# deeplab-pytorch's names of a bottleneck's parts -> torchvision's (as backbones.deeplab_pytorch_to_torchvision)
+# deeplab-pytorch's names of a bottleneck's parts -> torchvision's
 DEEPLAB_PYTORCH_PARTS = {"reduce.conv": "conv1", "reduce.bn": "bn1", "conv3x3.conv": "conv2", "conv3x3.bn": "bn2",
                          "increase.conv": "conv3", "increase.bn": "bn3", "shortcut.conv": "downsample.0",
                          "shortcut.bn": "downsample.1"}
@@ -83,11 +84,13 @@ def is_deeplab_pytorch(names) -> bool:
     return "layer1.conv1.conv.weight" in names
 
 
-def deeplab_pytorch_names(shapes: dict, path: Path) -> dict:
-    """A deeplab-pytorch ResNet's tensors under torchvision's names, its `fc` dropped (the renaming of
-    `backbones.deeplab_pytorch_to_torchvision`, on shapes)."""
+def deeplab_pytorch_to_torchvision(state: dict, path: Path) -> dict:
+    """A ResNet's tensors (or their shapes: any name -> value mapping) in deeplab-pytorch's names (its
+    `deeplabv1_resnet101-coco.pth`, converted from DeepLab's COCO-trained init.caffemodel) under torchvision's; its
+    classifier (`fc.`, COCO's classes) is dropped. The plan renames shapes with it, the training's loader
+    (`models/backbones.py`) tensors."""
     renamed = {}
-    for key, shape in shapes.items():
+    for key, value in state.items():
         parts = key.split(".")
         if parts[0] == "fc":
             continue
@@ -99,11 +102,11 @@ def deeplab_pytorch_names(shapes: dict, path: Path) -> dict:
         except (ValueError, IndexError):
             stage = block = None
         if part is not None and stem:
-            renamed[f"{part}.{'.'.join(parts[3:])}"] = shape
+            renamed[f"{part}.{'.'.join(parts[3:])}"] = value
             continue
         if part is None or stage is None or stage < 1:
             raise ArtifactError(f"weights file {path}: unexpected tensor {key} for deeplab-pytorch's ResNet")
-        renamed[f"layer{stage}.{block}.{part}.{'.'.join(parts[4:])}"] = shape
+        renamed[f"layer{stage}.{block}.{part}.{'.'.join(parts[4:])}"] = value
     return renamed
 
 
@@ -117,23 +120,25 @@ def backbone_shapes(section: str, backbone: dict) -> tuple[dict[str, tuple[int, 
     return resnet_shapes(layers, backbone.get("width_per_group", 64)), ("fc.",)
 
 
-def in_layout_of_style(shapes: dict, style: str, path: Path) -> dict:
-    """The file's tensors under torchvision's names, for segmentation.backbone.style; the other layout refused."""
+def in_layout_of_style(state: dict, style: str, path: Path) -> dict:
+    """A ResNet file's tensors (or their shapes) under torchvision's names, for segmentation.backbone.style; the other
+    layout refused."""
     if style == "caffe":
-        if not is_deeplab_pytorch(shapes):
+        if not is_deeplab_pytorch(state):
             raise ArtifactError(f"weights file {path} is not in deeplab-pytorch's layout (no layer1.conv1.conv.weight), "
                                 f"which segmentation.backbone.style 'caffe' reads; torchvision's ResNet weights need "
                                 f"style 'torchvision'")
-        return deeplab_pytorch_names(shapes, path)
-    if is_deeplab_pytorch(shapes):
+        return deeplab_pytorch_to_torchvision(state, path)
+    if is_deeplab_pytorch(state):
         raise ArtifactError(f"weights file {path} holds deeplab-pytorch's ResNet (DeepLab's Caffe layout, e.g. the "
                             f"COCO-pretrained deeplabv1_resnet101-coco.pth): set segmentation.backbone.style: caffe")
-    return shapes
+    return state
 
 
 def fit_problems(found: dict, expected: dict, ignore_prefixes: tuple[str, ...]) -> str | None:
-    """What keeps `found` (name -> shape) from loading into a network of `expected` shapes, in
-    load_torchvision_weights' words; None when it fits."""
+    """What keeps `found` (name -> shape) from loading into a network of `expected` shapes; None when it fits. The
+    one check of both the plan (`check_weights_file`) and the training's loader (`backbones.load_torchvision_weights`).
+    """
     found = {key: shape for key, shape in found.items() if not key.startswith(ignore_prefixes)}
     missing = [key for key in expected if key not in found and not key.endswith(OPTIONAL)]
     unexpected = [key for key in found if key not in expected]
