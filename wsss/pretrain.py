@@ -31,9 +31,11 @@ def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def pretrain_backbone(dataset: str | Path | VOCLayout, settings: dict, backbone_path: str | Path,
-                      model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path) -> dict:
+                      model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path,
+                      run_record: dict | None = None) -> dict:
     """Train the plain classifier on the pretraining set (resumable) and write its backbone's weights."""
-    result = train_classifier(dataset, "train", settings, model_path, history_path, checkpoint_dir)
+    result = train_classifier(dataset, "train", settings, model_path, history_path, checkpoint_dir,
+                              run_record=run_record)
     if rank() != 0:
         return result
     state = backbone_state(result["model"])

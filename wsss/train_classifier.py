@@ -16,7 +16,6 @@ import torch.nn.functional as F
 
 from .core.artifacts import save_torch, write_json
 from .core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
-from .core.cli import run_record
 from .core.code_version import code_version
 from .core.config import derive_seed, result_compute
 from .core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
@@ -143,8 +142,10 @@ def run_fingerprint(layout: VOCLayout, dataset: ClassificationDataset, settings:
 def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict, model_path: str | Path,
                      history_path: str | Path, checkpoint_dir: str | Path,
                      accumulated_path: str | Path | None = None, val_split: str | None = None,
-                     accumulated_val_path: str | Path | None = None, bank_purity: bool | None = None) -> dict:
-    """Train (or resume) the classifier; write the final model and the per-epoch history.
+                     accumulated_val_path: str | Path | None = None, bank_purity: bool | None = None,
+                     run_record: dict | None = None) -> dict:
+    """Train (or resume) the classifier; write the final model and the per-epoch history (with `run_record`, what
+    ran it: code version, compute settings, where; `core.cli.parse_stage_args` makes it for the stage scripts).
 
     With `classifier.accumulate_cams`, also the online-accumulated CAMs (to `accumulated_path`), and, given
     `val_split` and `accumulated_val_path`, those of the val images, accumulated after every epoch in the same
@@ -254,7 +255,7 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
         return {"history": history, "model": model}
     save_torch({"model": model.state_dict(), "num_classes": layout.num_foreground, "settings": train_settings,
                 "class_names": list(layout.class_names), "fingerprint": fingerprint}, model_path)
-    write_json(history_path, {"experiment": experiment, "epochs": history, "run": run_record()})
+    write_json(history_path, {"experiment": experiment, "epochs": history, "run": dict(run_record or {})})
     for role, (images, _, path) in accumulating_sets.items():
         write_accumulated(accumulated[role], images.tags, path)
     remove_checkpoints(checkpoint_dir)

@@ -19,7 +19,6 @@ import torch
 
 from .core.artifacts import file_sha256, save_torch, write_json
 from .core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
-from .core.cli import run_record
 from .core.code_version import code_version
 from .core.config import derive_seed, result_compute
 from .core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
@@ -129,7 +128,10 @@ def run_fingerprint(layout: VOCLayout, label_paths: dict[str, Path], settings: d
 
 
 def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, Path], settings: dict,
-                       model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path) -> dict:
+                       model_path: str | Path, history_path: str | Path, checkpoint_dir: str | Path,
+                       run_record: dict | None = None) -> dict:
+    """Train (or resume) DeepLab-v2; write the final model and the loss history (with `run_record`, what ran it,
+    as `core.cli.parse_stage_args` makes it for the stage scripts)."""
     seg = settings["segmentation"]
     seed, experiment = settings["seed"], settings["experiment"]
     distributed = init_from_environment()  # under torchrun: one process per GPU
@@ -192,6 +194,6 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
     if is_main:
         save_torch({"model": model.state_dict(), "num_classes": num_classes, "settings": seg,
                     "class_names": list(layout.class_names), "fingerprint": fingerprint}, model_path)
-        write_json(history_path, {"experiment": experiment, "iterations": history, "run": run_record()})
+        write_json(history_path, {"experiment": experiment, "iterations": history, "run": dict(run_record or {})})
         remove_checkpoints(checkpoint_dir)
     return {"history": history, "model": model}

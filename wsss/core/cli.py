@@ -12,7 +12,8 @@ A stage script runs in two ways with one argument parser:
 
 A job's log starts with where it runs (host, GPUs, the scheduler's variables); every stage applies
 the compute settings (threads, deterministic mode) before any work and logs them; `run_record()`
-returns both for the stage's outputs.
+returns both for the stage's outputs. The scripts write it with their outputs or pass it to the package's
+functions as an argument (`run_record=`): the package itself never imports this module.
 """
 
 from __future__ import annotations
