@@ -64,7 +64,7 @@ def copy_run(run: Path, destination: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A small built-in dataset (VOC layout) shared by the tests that only read it."""
-    from wsss.data.synthetic import generate_dataset
+    from wsss.data.sources.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("data") / "tiny"
     generate_dataset(root, {"train": 24, "val": 8}, seed=3, options=TINY_OPTIONS)

@@ -210,4 +210,4 @@ def test_a_failed_job_shows_its_error_on_the_console_not_only_in_its_log(tmp_pat
     console = result.stdout + result.stderr
     assert "DownloadError: downloads.vgg16-397923af.pth: vgg16-397923af.pth has sha256 " in console
     assert f"(traceback in {log})" in console
-    assert "Traceback (most recent call last)" not in console and "wsss/data/download.py" not in console
+    assert "Traceback (most recent call last)" not in console and "wsss/data/sources/download.py" not in console

@@ -11,7 +11,7 @@ import pytest
 from dataset_archives import Server
 
 from wsss.core.artifacts import ArtifactError
-from wsss.data.download import DownloadError, extract, fetch, partial_path
+from wsss.data.sources.download import DownloadError, extract, fetch, partial_path
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -51,7 +51,7 @@ def test_the_pretraining_run_is_the_plain_classifier_on_its_own_set_and_seed():
 
 
 def test_the_pretraining_set_shares_no_image_with_the_training_split(tmp_path):
-    from wsss.data.synthetic import generate_dataset
+    from wsss.data.sources.synthetic import generate_dataset
 
     config = pretrain_config()
     data = pretrain_dataset_settings(config)

@@ -26,16 +26,16 @@ from dataset_archives import (
 
 from wsss.core.artifacts import ArtifactError
 from wsss.core.rules import index_specs
-from wsss.data import coco2014, voc2012
-from wsss.data.assembly import SCRATCH_PREFIX
 from wsss.data.manifest import build_manifest
+from wsss.data.sources import coco2014, voc2012
+from wsss.data.sources.assembly import SCRATCH_PREFIX
 from wsss.data.voc import read_class_list, read_grey, read_label_png, read_name_list
 
 
 @pytest.fixture(scope="module")
 def voc_source(tmp_path_factory):
     """The built-in dataset the archives are made from."""
-    from wsss.data.synthetic import generate_dataset
+    from wsss.data.sources.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("voc_source") / "data"
     generate_dataset(root, {"train": 24, "val": 8, "test": 4}, seed=5, options={"image_size": 48})

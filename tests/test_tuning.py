@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from wsss.cam_store import CamWriter
-from wsss.data.synthetic import generate_dataset
+from wsss.data.sources.synthetic import generate_dataset
 from wsss.data.voc import VOCLayout, write_label_png
 from wsss.tuning import tune_background
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..core.artifacts import ArtifactError, atomic_directory, write_json
+from ...core.artifacts import ArtifactError, atomic_directory, write_json
+from ..voc import check_label_values, decode_image
 from .download import extract_into
 
 SCRATCH_PREFIX = "_unpacked-"
@@ -137,8 +138,6 @@ def take_saliency_maps(archive: Path, space: Workspace) -> int:
 
 def check_image(task: tuple[str, str]) -> tuple[int, int]:
     """Decode an image (path, how errors name it) fully, as the index will; return its (height, width)."""
-    from .voc import decode_image
-
     path, shown_as = task
     return decode_image(path, shown_as, "RGB").shape[:2]
 
@@ -146,8 +145,6 @@ def check_image(task: tuple[str, str]) -> tuple[int, int]:
 def check_mask(task: tuple[str, str, tuple[int, int], str, int]) -> None:
     """A mask (path, how errors name it, its image's (height, width), how errors name the image, number of
     classes) decodes as a label map of its image's size with class values or 255."""
-    from .voc import check_label_values, decode_image
-
     path, shown_as, (height, width), image, num_classes = task
     label = decode_image(path, shown_as, "label")
     if label.shape != (height, width):
@@ -160,8 +157,6 @@ def check_saliency(task: tuple[str, str, str, str]) -> None:
     """A saliency map (path, how errors name it, its image's path, how errors name the image) decodes as grey
     levels of its image's size."""
     from PIL import Image
-
-    from .voc import decode_image
 
     path, shown_as, image_path, image = task
     grey = decode_image(path, shown_as, "L")

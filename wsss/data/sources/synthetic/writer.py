@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...core.artifacts import atomic_directory, write_lines
-from ..parts import PARTS_FOLDER
-from ..voc import tags_from_label, write_class_list, write_label_png
+from ....core.artifacts import atomic_directory, write_lines
+from ...parts import PARTS_FOLDER
+from ...voc import tags_from_label, write_class_list, write_label_png
 from .backgrounds import CONTEXT_TEXTURE
 from .diagnostics import split_diagnostics
 from .noise import Grid
 from .options import class_table, class_weights, resolve_options
 from .scene import render
 
+# the generator's name in dataset.json: its module's path before data/sources/, kept so that the files it writes
+# (and the content hashes of the runs made from them) stay the same
 GENERATOR = "wsss.data.synthetic"
 GENERATOR_VERSION = 2
 

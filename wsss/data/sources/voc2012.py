@@ -39,11 +39,11 @@ from xml.etree import ElementTree
 import numpy as np
 
 from . import assembly
-from ..core.artifacts import ArtifactError, write_lines
-from ..core.config import ARCHIVE_ROLES
+from ...core.artifacts import ArtifactError, write_lines
+from ...core.config import ARCHIVE_ROLES
 from .assembly import (Workspace, check_image, check_mask, check_saliency_maps, find_folder, run_tasks,
                        take_saliency_maps)
-from .voc import VOC_CLASSES, check_label_values, read_name_list, write_class_list, write_label_png
+from ..voc import VOC_CLASSES, check_label_values, read_name_list, write_class_list, write_label_png
 
 NEEDED_ARCHIVES, OPTIONAL_ARCHIVES = ARCHIVE_ROLES["voc2012"]
 SPLITS_WITH_TAGS = ("train_aug", "train", "val")

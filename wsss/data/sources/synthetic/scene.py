@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from ..parts import encode_parts
-from ..voc import IGNORE_INDEX
+from ...parts import encode_parts
+from ...voc import IGNORE_INDEX
 from .backgrounds import background
 from .noise import Grid, blur, unit_vector, value_noise
 from .options import class_table, class_weights

@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 
 from . import assembly
-from ..core.artifacts import ArtifactError
-from ..core.config import ARCHIVE_ROLES
+from ...core.artifacts import ArtifactError
+from ...core.config import ARCHIVE_ROLES
+from ..voc import read_name_list
 from .assembly import Workspace, check_saliency_maps, find_folder, take_saliency_maps
 from .coco import convert_split
-from .voc import read_name_list
 
 NEEDED_ARCHIVES, OPTIONAL_ARCHIVES = ARCHIVE_ROLES["coco2014"]
 SPLITS = {"train": ("train_images", "train2014"), "val": ("val_images", "val2014")}

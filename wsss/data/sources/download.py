@@ -29,7 +29,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ..core.artifacts import ArtifactError, atomic_directory, commit
+from ...core.artifacts import ArtifactError, atomic_directory, commit
 
 CHUNK_BYTES = 1 << 20
 
