@@ -113,7 +113,7 @@ def test_a_dataset_file_changed_after_indexing_is_named_and_the_index_dropped(da
 
 
 def test_a_truncated_cam_shard_is_named_and_removed_for_the_next_run(tmp_path):
-    from wsss.cam_store import CamWriter, gather_cams
+    from wsss.cams.store import CamWriter, gather_cams
 
     shard = tmp_path / "shard-0-of-1.h5"
     with CamWriter(shard) as writer:
@@ -125,7 +125,7 @@ def test_a_truncated_cam_shard_is_named_and_removed_for_the_next_run(tmp_path):
 
 
 def test_a_truncated_checkpoint_is_set_aside_and_training_restarts(tiny_dataset, tmp_path, monkeypatch, caplog):
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     settings = tiny_settings()
     with monkeypatch.context() as patch:
@@ -141,7 +141,7 @@ def test_a_truncated_checkpoint_is_set_aside_and_training_restarts(tiny_dataset,
 
 
 def test_a_trained_model_with_non_finite_weights_is_refused(tmp_path):
-    from wsss.inference import load_classifier
+    from wsss.cams.extract import load_classifier
     from wsss.models.classifier import build_classifier
 
     settings = tiny_settings()["classifier"]

@@ -76,7 +76,7 @@ def contrast_step(seed: int):
 
 def deeplab_step(seed: int):
     """DeepLab-v2's loss (upsampled logits, one-hot cross-entropy) and its gradient, from fixed inputs."""
-    from wsss.train_segmentation import segmentation_loss
+    from wsss.segmentation.train import segmentation_loss
 
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(2, 6, 9, 9, generator=generator, requires_grad=True)

@@ -5,14 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsss.cam import multiscale_cams
+from wsss.cams.extract import multiscale_cams
+from wsss.classifier.rca_schedule import refresh_centroids
+from wsss.classifier.train import train_one_epoch
 from wsss.core.guards import FiniteGuard, NonFiniteError
 from wsss.core.runtime import autocast, grad_scaler
 from wsss.models.classifier import build_classifier
 from wsss.models.deeplab import build_deeplab
 from wsss.models.rca import RegionMemoryBank, bank_partners, contrast_loss_per_query, semantic_contrast_loss
-from wsss.models.rca_schedule import refresh_centroids
-from wsss.train_classifier import train_one_epoch
 
 from conftest import tiny_settings
 

@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from conftest import TINY_OPTIONS, tiny_settings
+from wsss.classifier.pretrain import pretrain_backbone
 from wsss.core.config import ConfigError, validate_config
 from wsss.core.rules import pretrain_classifier_settings, pretrain_dataset_settings
 from wsss.models.backbones import VGG16OS8
-from wsss.pretrain import pretrain_backbone
 
 
 def pretrain_config(**pretrain):

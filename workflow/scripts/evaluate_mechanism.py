@@ -7,7 +7,7 @@ from wsss.core.artifacts import write_json
 from wsss.core.cli import parse_stage_args, run_record, stage_parser
 from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.mechanism import measure_mechanism
+from wsss.evaluation.mechanism import measure_mechanism
 
 parser = stage_parser(__doc__, ("mechanism",))
 parser.add_argument("--cams", required=True, help="CAM index of the training split (.h5)")

@@ -2,7 +2,7 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cam_store import gather_cams
+from wsss.cams.store import gather_cams
 from wsss.core.cli import base_parser, parse_args
 
 parser = base_parser(__doc__)

@@ -14,7 +14,7 @@ from wsss.core.cli import base_parser, parse_args
 from wsss.core.config import load_config
 from wsss.core.provenance import settings_sha256
 from wsss.core.rules import split_roles
-from wsss.results_table import (
+from wsss.evaluation.results_table import (
     PUBLISHED,
     collect_rows,
     split_role_labels,

@@ -2,11 +2,11 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
+from wsss.classifier.train import train_classifier
 from wsss.core.cli import parse_stage_args, run_record, stage_parser
 from wsss.core.distributed import rank
 from wsss.data.voc import open_layout
-from wsss.figures import plot_curves
-from wsss.train_classifier import train_classifier
+from wsss.evaluation.figures import plot_curves
 
 parser = stage_parser(__doc__, ("classifier",), distributed_script="train_classifier.py")
 parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")

@@ -9,9 +9,9 @@ from wsss.core.cli import parse_stage_args, run_record, stage_parser
 from wsss.core.distributed import rank
 from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.figures import plot_curves
-from wsss.pseudo_labels import read_label_index
-from wsss.train_segmentation import train_segmentation
+from wsss.evaluation.figures import plot_curves
+from wsss.pseudo_labels.store import read_label_index
+from wsss.segmentation.train import train_segmentation
 
 parser = stage_parser(__doc__, ("segmentation",), distributed_script="train_segmentation.py")
 parser.add_argument("--dataset", required=True)

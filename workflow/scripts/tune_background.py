@@ -6,8 +6,8 @@ from wsss.core.artifacts import write_json
 from wsss.core.cli import parse_stage_args, run_record, stage_parser
 from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.figures import plot_background_tuning
-from wsss.tuning import tune_background
+from wsss.evaluation.figures import plot_background_tuning
+from wsss.evaluation.tuning import tune_background
 
 parser = stage_parser(__doc__, ("cam", "pseudo_labels", "crf"))
 parser.add_argument("--cams", required=True, help="CAMs of the val split (.h5)")

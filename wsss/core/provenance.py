@@ -1,7 +1,8 @@
 """What produced a result: the code's commit, the settings' hash, the package versions, the device and the date.
 
-Every stage records this with its outputs (`cli.run_record`), and the results table gathers it per row
-(`results/provenance.csv`), so a number can be traced to the code, settings and machine that made it.
+Every stage records this with its outputs (`cli.run_record`; the trainers get it as `run_record=`), and the
+results table gathers it per row (`results/provenance.csv`), so a number can be traced to the code, settings
+and machine that made it.
 Nothing here imports torch at module level.
 """
 

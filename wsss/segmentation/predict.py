@@ -1,5 +1,5 @@
-"""Inference with trained models: loading them (checked), DeepLab-v2's predictions on a split, and the
-evaluation server's archive of a test split's predictions."""
+"""Inference with the trained DeepLab-v2: loading it (checked), its predictions on a split, and the evaluation
+server's archive of a test split's predictions."""
 
 from __future__ import annotations
 
@@ -11,17 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .core.artifacts import atomic_directory, atomic_file
-from .core.checkpoint import load_trained_model
-from .core.runtime import autocast, forked_pool, memory_format, progress, select_device
-from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
-from .data.voc import VOCLayout, open_layout, write_label_png
-from .models.classifier import CAMClassifier, build_classifier
-from .models.deeplab import DeepLabV2, build_deeplab
-
-
-def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
-    return load_trained_model(model_path, device, build_classifier)
+from ..core.artifacts import atomic_directory, atomic_file
+from ..core.checkpoint import load_trained_model
+from ..core.runtime import autocast, forked_pool, memory_format, progress, select_device
+from ..data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
+from ..data.voc import VOCLayout, open_layout, write_label_png
+from ..models.deeplab import DeepLabV2, build_deeplab
 
 
 def load_deeplab(model_path: str | Path, device: torch.device) -> DeepLabV2:
@@ -38,7 +33,7 @@ def _setup_labeller(layout: VOCLayout, crf_settings: dict | None, out_dir: Path)
 def _write_label(name: str, probability: np.ndarray) -> str:
     """The prediction of one image from its class probabilities (CRF post-processed when set), as a PNG."""
     if _LABELLER["crf"] is not None:
-        from .crf import dense_crf
+        from ..pseudo_labels.crf import dense_crf
 
         probability = dense_crf(_LABELLER["layout"].read_image(name), probability, _LABELLER["crf"])
     write_label_png(_LABELLER["out_dir"] / f"{name}.png", probability.argmax(0).astype(np.uint8), atomic=False)

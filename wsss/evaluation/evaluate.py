@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .cam_store import open_hdf5, read_cam_entry
-from .core.artifacts import ArtifactError
-from .core.runtime import progress
-from .data.voc import IGNORE_INDEX, VOCLayout, open_layout, read_label_png
+from ..cams.store import open_hdf5, read_cam_entry
+from ..core.artifacts import ArtifactError
+from ..core.runtime import progress
+from ..data.voc import IGNORE_INDEX, VOCLayout, open_layout, read_label_png
+from ..pseudo_labels.make import seed_label
+from ..pseudo_labels.store import read_label_index
 from .metrics import confusion_matrix, summarise
-from .pseudo_labels import read_label_index, seed_label
 
 
 def seed_sweep(cams_path: str | Path, dataset: str | Path | VOCLayout, split: str,

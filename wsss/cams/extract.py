@@ -1,4 +1,4 @@
-"""Stage: class activation maps by multi-scale + flip inference (stored by `cam_store`)."""
+"""Stage: class activation maps of the trained classifier by multi-scale + flip inference (kept by `store.py`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..core.checkpoint import load_trained_model
+from ..core.runtime import autocast, log, memory_format, progress, select_device
+from ..data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
+from ..data.voc import VOCLayout, open_layout, shard_names
+from ..models.classifier import CAMClassifier, build_classifier
 from .ablation import aggregate_zeroed
-from .cam_store import BackgroundWriter, CamWriter, read_cams
-from .core.runtime import autocast, log, memory_format, progress, select_device
-from .data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
-from .data.voc import VOCLayout, open_layout, shard_names
-from .inference import load_classifier
+from .store import BackgroundWriter, CamWriter, read_cams
+
+
+
+def load_classifier(model_path: str | Path, device: torch.device) -> CAMClassifier:
+    """A classifier written by the classifier stage, checked and in eval mode."""
+    return load_trained_model(model_path, device, build_classifier)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .core.artifacts import write_text
+from ..core.artifacts import write_text
 from .results_table import csv_text, markdown_table
 
 KEY = ("dataset", "experiment", "stage", "split")

@@ -2,7 +2,7 @@
 
 Resume: every `checkpoint_every` iterations a checkpoint goes to `checkpoint_dir/last.pt`; the data
 order is a function of (seed, pass over the data), so a resumed run sees the same batches. The
-checkpoint is resumed only by a run of the same fingerprint (`checkpoint.py`) and removed once the
+checkpoint is resumed only by a run of the same fingerprint (`core/checkpoint.py`) and removed once the
 model is written.
 
 Multi-GPU (torchrun): each process takes its share of every global batch; the loss is the sum over
@@ -17,17 +17,17 @@ from pathlib import Path
 
 import torch
 
-from .core.artifacts import file_sha256, save_torch, write_json
-from .core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
-from .core.code_version import code_version
-from .core.config import derive_seed, result_compute
-from .core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
-from .core.guards import FiniteGuard
-from .core.runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
-from .data.datasets import SegmentationDataset, pass_loader, seeded_batches
-from .data.voc import IGNORE_INDEX, VOCLayout, open_layout
-from .models.deeplab import DeepLabV2, build_deeplab
-from .models.ops import cross_entropy_sum, resize_bilinear
+from ..core.artifacts import file_sha256, save_torch, write_json
+from ..core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
+from ..core.code_version import code_version
+from ..core.config import derive_seed, result_compute
+from ..core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
+from ..core.guards import FiniteGuard
+from ..core.runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
+from ..data.datasets import SegmentationDataset, pass_loader, seeded_batches
+from ..data.voc import IGNORE_INDEX, VOCLayout, open_layout
+from ..models.deeplab import DeepLabV2, build_deeplab
+from ..models.ops import cross_entropy_sum, resize_bilinear
 
 
 def freeze_batchnorm(model: DeepLabV2) -> None:

@@ -7,9 +7,9 @@ import csv
 import io
 from pathlib import Path
 
-from .core.artifacts import read_json, write_text
+from ..core.artifacts import read_json, write_text
 
-# column -> the mechanism figure it shows (built-in dataset only: wsss/mechanism.py; empty elsewhere)
+# column -> the mechanism figure it shows (built-in dataset only: wsss/evaluation/mechanism.py; empty elsewhere)
 MECHANISM_FIGURES = {"body_recall": "body_recall", "marking_recall": "marking_recall",
                      "large_body_recall": "large_body_recall", "large_marking_recall": "large_marking_recall",
                      "bg_fpr": "background_fpr"}

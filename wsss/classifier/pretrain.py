@@ -8,7 +8,7 @@ apart. With `pretrain.images` > 0 the workflow first trains the plain classifier
 separately generated set (same generator options, its seed derived from the config seed, no image
 shared with the training split) and every experiment, the baseline included, starts from its
 backbone. Only image-level tags are used, as in the rest of the pipeline. The settings of both steps
-(torch-free, for the rules) are in `rules.py`.
+(torch-free, for the rules) are in `core/rules.py`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from .core.artifacts import save_torch
-from .core.distributed import rank
-from .core.runtime import log
-from .data.voc import VOCLayout
-from .train_classifier import train_classifier
+from ..core.artifacts import save_torch
+from ..core.distributed import rank
+from ..core.runtime import log
+from ..data.voc import VOCLayout
+from .train import train_classifier
 
 
 def backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

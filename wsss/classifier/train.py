@@ -3,7 +3,7 @@
 Resume: after every epoch a checkpoint goes to `checkpoint_dir/last.pt` (beside, not as, the output),
 and each epoch's order and augmentation are a function of (seed, epoch), so a run resumed after a
 kill gives the same model. The checkpoint is resumed only by a run of the same fingerprint
-(`checkpoint.py`) and removed once the model is written.
+(`core/checkpoint.py`) and removed once the model is written.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .core.artifacts import save_torch, write_json
-from .core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
-from .core.code_version import code_version
-from .core.config import derive_seed, result_compute
-from .core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
-from .core.guards import FiniteGuard
-from .core.runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
-from .data.datasets import ClassificationDataset, pass_loader, seeded_batches, split_has_masks
-from .data.voc import VOCLayout, open_layout
-from .models.bank_measures import bank_summary
-from .models.classifier import CAMClassifier, build_classifier
-from .models.rca_schedule import aggregation_ready, idle_parameters, rca_step, refresh_centroids, regions_needed
+from ..core.artifacts import save_torch, write_json
+from ..core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
+from ..core.code_version import code_version
+from ..core.config import derive_seed, result_compute
+from ..core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
+from ..core.guards import FiniteGuard
+from ..core.runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
+from ..data.datasets import ClassificationDataset, pass_loader, seeded_batches, split_has_masks
+from ..data.voc import VOCLayout, open_layout
+from ..models.bank_measures import bank_summary
+from ..models.classifier import CAMClassifier, build_classifier
 from .oaa import accumulate_cams, read_accumulated, write_accumulated
+from .rca_schedule import aggregation_ready, idle_parameters, rca_step, refresh_centroids, regions_needed
 
 
 def lr_factor(epoch: int, settings: dict) -> float:

@@ -1,7 +1,7 @@
 """RCA's training schedule, step by step: the contrast loss and bank update of each batch (`rca_step`), when the
 aggregation may start (`regions_needed`, `aggregation_ready`), and the k-means centroids it uses
 (`refresh_centroids`), and which parameters sit out an epoch (`idle_parameters`). The modules themselves are in
-`rca.py`; the training loop is `wsss/train_classifier.py`."""
+`models/rca.py`; the training loop that runs this, beside it, is `train.py`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from ..core.distributed import all_gather_rows, all_reduce_sum, gather_global_batch, rank, world_size
-from .bank_measures import cell_labels, region_purity
-from .classifier import CAMClassifier
-from .ops import select_rows
-from .rca import (MixupPartners, RegionMemoryBank, bank_partners, batch_partner_draw, kmeans, mixup_contrast_losses,
-                  region_embeddings, region_weights, semantic_contrast_loss)
+from ..models.bank_measures import cell_labels, region_purity
+from ..models.classifier import CAMClassifier
+from ..models.ops import select_rows
+from ..models.rca import (MixupPartners, RegionMemoryBank, bank_partners, batch_partner_draw, kmeans,
+                          mixup_contrast_losses, region_embeddings, region_weights, semantic_contrast_loss)
 
 
 def rca_step(model: CAMClassifier, out: dict, targets: torch.Tensor, sample_seeds: torch.Tensor, rca: dict,

@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .core.artifacts import ArtifactError, commit, invalidate, prepare_temporary, remove_path
+from ..core.artifacts import ArtifactError, commit, invalidate, prepare_temporary, remove_path
 
 
 def open_hdf5(path: str | Path, mode: str = "r") -> h5py.File:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .cam_store import open_hdf5, read_cam_entry
-from .core.artifacts import ArtifactError
-from .core.runtime import progress
-from .data.parts import decode_parts, parts_path
-from .data.voc import IGNORE_INDEX, open_layout, read_label_png
+from ..cams.store import open_hdf5, read_cam_entry
+from ..core.artifacts import ArtifactError
+from ..core.runtime import progress
+from ..data.parts import decode_parts, parts_path
+from ..data.voc import IGNORE_INDEX, open_layout, read_label_png
+from ..pseudo_labels.make import seed_label
+from ..pseudo_labels.store import read_label_index
 from .evaluate import evaluate_cams, seed_sweep, sweep_points
-from .pseudo_labels import read_label_index, seed_label
 
 LARGE_OBJECT_SHARE = 0.15
 PART_KEYS = ("body", "marking", "large_body", "large_marking")

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .cam_store import CamWriter, cam_names, read_cams
-from .core.runtime import autocast, memory_format
-from .data.datasets import ClassificationDataset
-from .models.classifier import CAMClassifier
+from ..cams.store import CamWriter, cam_names, read_cams
+from ..core.runtime import autocast, memory_format
+from ..data.datasets import ClassificationDataset
+from ..models.classifier import CAMClassifier
 
 
 class PlainImages(torch.utils.data.Dataset):

@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .cam_store import open_hdf5, read_cam_entry  # noqa: E402
-from .core.artifacts import atomic_file  # noqa: E402
-from .data.voc import VOCLayout, open_layout, read_label_png, voc_palette  # noqa: E402
+from ..cams.store import open_hdf5, read_cam_entry  # noqa: E402
+from ..core.artifacts import atomic_file  # noqa: E402
+from ..data.voc import VOCLayout, open_layout, read_label_png, voc_palette  # noqa: E402
 
 PALETTE = voc_palette()
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cam_store import open_hdf5, read_cam_entry
-from .core.runtime import map_images
-from .data.voc import VOCLayout, open_layout
+from ..cams.store import open_hdf5, read_cam_entry
+from ..core.runtime import map_images
+from ..data.voc import VOCLayout, open_layout
+from ..pseudo_labels.make import pseudo_label
 from .evaluate import seed_sweep, sweep_points
 from .metrics import confusion_matrix, summarise
-from .pseudo_labels import pseudo_label
 
 _WORKER: dict = {}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data.voc import IGNORE_INDEX
+from ..data.voc import IGNORE_INDEX
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:

@@ -25,17 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cam_store import open_hdf5, read_cam_entry
-from .core.artifacts import ArtifactError, load_torch
-from .core.config import load_config
-from .core.rules import split_roles
-from .core.runtime import progress
-from .data.datasets import image_sizes, normalize, size_grouped_batches, to_tensor
-from .data.parts import decode_parts
-from .data.voc import VOCLayout, open_layout
+from ..cams.store import open_hdf5, read_cam_entry
+from ..core.artifacts import ArtifactError, load_torch
+from ..core.config import load_config
+from ..core.rules import split_roles
+from ..core.runtime import progress
+from ..data.datasets import image_sizes, normalize, size_grouped_batches, to_tensor
+from ..data.parts import decode_parts
+from ..data.voc import VOCLayout, open_layout
+from ..models.backbones import build_vgg
+from ..pseudo_labels.make import pseudo_label, with_bg_power
 from .mechanism import LARGE_OBJECT_SHARE, label_measures, object_class, read_parts_map, seed_measures
-from .models.backbones import build_vgg
-from .pseudo_labels import pseudo_label, with_bg_power
 
 BASELINE = "cam"  # the only experiment whose files the gate reads
 BACKGROUND_FPR = 0.15
