@@ -63,7 +63,7 @@ report: install
 	@echo "open results/report.html"
 
 check: install
-	$(BIN)/python -m wsss.config $(CONFIG)
+	$(BIN)/python -m wsss.core.config $(CONFIG)
 
 test: install
 	$(BIN)/python -m pytest -q -rs

@@ -10,7 +10,7 @@ import sys
 WORKFLOW_DIR = str(workflow.current_basedir)
 sys.path.insert(0, WORKFLOW_DIR)  # the wsss package, also where it is not pip-installed
 
-from wsss.config import check_download_urls, validate_config
+from wsss.core.config import check_download_urls, validate_config
 
 # The built-in dataset's config, unless --configfile gives another; a module is given its config by the project
 # (`config:` of its `module`), and Snakemake then skips this.

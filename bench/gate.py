@@ -5,7 +5,7 @@
 
 Each argument is a run folder (`make seeds`' runs/seedK, or the repository after `make demo`; a results/ folder
 stands for the run around it) holding results/config.yaml, experiment `cam`'s val CAMs and background tuning,
-the pretrained backbone and the dataset. On the val split (`wsss/gate.py`): the seeds' body and marking recall
+the pretrained backbone and the dataset. On the val split (`wsss/evaluation/gate.py`): the seeds' body and marking recall
 (all objects, large ones) at the threshold where their background false-positive rate is --background-fpr, the
 body recall of the dense-CRF pseudo labels at the bg_power the tuning chose, and a linear probe of the pretrained
 backbone's body-pooled features (train objects -> val objects) beside chance. Prints a table per run and the
@@ -23,10 +23,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wsss.artifacts import write_json  # noqa: E402
-from wsss.gate import (BACKGROUND_FPR, GATE, PROBE_CRITERION, PROBE_MARGIN, mean_figures, measure_gate,  # noqa: E402
-                       verdicts)
-from wsss.mechanism import LARGE_OBJECT_SHARE  # noqa: E402
+from wsss.core.artifacts import write_json  # noqa: E402
+from wsss.evaluation.gate import (BACKGROUND_FPR, GATE, PROBE_CRITERION, PROBE_MARGIN, mean_figures,  # noqa: E402
+                                  measure_gate, verdicts)
+from wsss.evaluation.mechanism import LARGE_OBJECT_SHARE  # noqa: E402
 
 COLUMNS = [("seed body", "seed_body_recall"), ("seed marking", "seed_marking_recall"),
            ("seed large body", "seed_large_body_recall"), ("seed large marking", "seed_large_marking_recall"),

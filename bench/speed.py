@@ -14,7 +14,7 @@ minutes on 2 cores. Figures:
   and batches in bf16;
 - dense-CRF images/s on one core and on every core (a pool of processes), and the all-core rate over
   cores x the one-core rate;
-- DeepLab-v2 prediction images/s (`wsss/inference.py: class_probabilities`): one scale with the flip in fp32 and
+- DeepLab-v2 prediction images/s (`wsss/segmentation/predict.py: class_probabilities`): one scale with the flip in fp32 and
   bf16, the papers' multi-scale scoring (scales 1, 0.5, 0.75, max), and that followed by the CRF on every core;
 - the CAM store: bytes per image of float16 gzip HDF5 against float32 `.npy`, and the time to read them from
   the page cache (warm) and from the disk (cold); the same for the alternative that stores each scale's
@@ -47,20 +47,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from wsss.cam import multiscale_cams, normalise_per_class  # noqa: E402
-from wsss.cam_store import CamWriter, open_hdf5, read_cam_entry  # noqa: E402
-from wsss.config import load_config, resolve_experiment, section_defaults  # noqa: E402
-from wsss.crf import dense_crf  # noqa: E402
-from wsss.guards import FiniteGuard  # noqa: E402
-from wsss.inference import class_probabilities  # noqa: E402
+from wsss.cams.extract import multiscale_cams, normalise_per_class  # noqa: E402
+from wsss.cams.store import CamWriter, open_hdf5, read_cam_entry  # noqa: E402
+from wsss.classifier.rca_schedule import refresh_centroids  # noqa: E402
+from wsss.classifier.train import make_optimizer as classifier_optimizer  # noqa: E402
+from wsss.classifier.train import train_one_epoch  # noqa: E402
+from wsss.core.config import load_config, resolve_experiment, section_defaults  # noqa: E402
+from wsss.core.guards import FiniteGuard  # noqa: E402
+from wsss.core.runtime import device_bf16_support, grad_scaler, memory_format  # noqa: E402
 from wsss.models.classifier import build_classifier  # noqa: E402
 from wsss.models.deeplab import build_deeplab  # noqa: E402
-from wsss.models.rca_schedule import refresh_centroids  # noqa: E402
-from wsss.runtime import device_bf16_support, grad_scaler, memory_format  # noqa: E402
-from wsss.train_classifier import make_optimizer as classifier_optimizer  # noqa: E402
-from wsss.train_classifier import train_one_epoch  # noqa: E402
-from wsss.train_segmentation import make_optimizer as deeplab_optimizer  # noqa: E402
-from wsss.train_segmentation import training_step  # noqa: E402
+from wsss.pseudo_labels.crf import dense_crf  # noqa: E402
+from wsss.segmentation.predict import class_probabilities  # noqa: E402
+from wsss.segmentation.train import make_optimizer as deeplab_optimizer  # noqa: E402
+from wsss.segmentation.train import training_step  # noqa: E402
 
 os.environ.setdefault("WSSS_NO_PROGRESS", "1")
 VARIANTS = {"fp32": {"precision": "fp32", "channels_last": False},

@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from wsss.data.manifest import MANIFEST_FORMAT, NEW, content_sha256  # noqa: E402
+from wsss.data.manifest import NEW, content_sha256  # noqa: E402
+from wsss.data.voc import MANIFEST_FORMAT  # noqa: E402
 
 
 SPLITS = {"train_aug": "SegmentationClassAug", "train": "SegmentationClass", "val": "SegmentationClass",

@@ -15,7 +15,7 @@ def pytest_configure(config):
     """The tests run in the pipeline's deterministic mode, as every stage does."""
     import torch
 
-    from wsss.runtime import configure_compute
+    from wsss.core.runtime import configure_compute
 
     configure_compute({"threads": torch.get_num_threads(), "deterministic": True})
 
@@ -64,7 +64,7 @@ def copy_run(run: Path, destination: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A small built-in dataset (VOC layout) shared by the tests that only read it."""
-    from wsss.data.synthetic import generate_dataset
+    from wsss.data.sources.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("data") / "tiny"
     generate_dataset(root, {"train": 24, "val": 8}, seed=3, options=TINY_OPTIONS)
@@ -73,7 +73,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 def tiny_settings(**overrides) -> dict:
     """A validated, resolved configuration for the tiny dataset, with small networks."""
-    from wsss.config import deep_merge, resolve_experiment, validate_config
+    from wsss.core.config import deep_merge, resolve_experiment, validate_config
 
     config = {
         "seed": 1,
@@ -98,7 +98,7 @@ class Killed(Exception):
 
 def kill_after_first_checkpoint(monkeypatch):
     """Make the first checkpoint save raise right after writing, as a kill -9 would stop the run."""
-    import wsss.checkpoint as module
+    import wsss.core.checkpoint as module
 
     real_save = module.save_torch
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wsss.data.coco import COCO_CATEGORIES
+from wsss.data.sources.coco import COCO_CATEGORIES
 from wsss.data.voc import VOC_CLASSES, read_label_png, read_name_list, tags_from_label
 
 

@@ -1,4 +1,4 @@
-"""The inference-time ablation of RCA's aggregation (wsss/ablation.py): the refined CAMs change and nothing else; the
+"""The inference-time ablation of RCA's aggregation (wsss/cams/ablation.py): the refined CAMs change and nothing else; the
 weights and the model after the context are the trained ones; a model without the aggregation is refused."""
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsss.ablation import aggregate_zeroed
-from wsss.artifacts import file_sha256
-from wsss.cam_store import cam_names, read_cams
+from wsss.cams.ablation import aggregate_zeroed
+from wsss.cams.store import cam_names, read_cams
+from wsss.core.artifacts import file_sha256
 from wsss.models.classifier import CAMClassifier, build_classifier
 
 from conftest import tiny_settings
@@ -73,7 +73,7 @@ def saved_model(path, settings, model):
 
 
 def test_cams_extracted_with_the_aggregate_zeroed_differ_and_the_model_file_is_unchanged(tiny_dataset, tmp_path):
-    from wsss.cam import extract_cams
+    from wsss.cams.extract import extract_cams
     from wsss.data.voc import VOCLayout
 
     num_classes = len(VOCLayout(tiny_dataset).class_names) - 1
@@ -100,7 +100,7 @@ def test_cams_extracted_with_the_aggregate_zeroed_differ_and_the_model_file_is_u
 
 
 def test_the_plain_cam_baseline_has_nothing_to_ablate_and_its_cams_stay(tiny_dataset, tmp_path):
-    from wsss.cam import extract_cams, multiscale_cams, normalise_per_class
+    from wsss.cams.extract import extract_cams, multiscale_cams, normalise_per_class
     from wsss.data.datasets import InferenceDataset
     from wsss.data.voc import VOCLayout
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.attention import attention_tally, cell_centres, cell_kinds, class_attention, empty_tally, summarise_tally
+from wsss.evaluation.attention import attention_tally, cell_centres, cell_kinds, class_attention, empty_tally, summarise_tally
 from wsss.data.parts import encode_parts
 from wsss.models.rca import SemanticAggregation
 

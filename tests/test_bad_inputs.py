@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from conftest import REPO, Killed, kill_after_first_checkpoint, snakemake, tiny_settings
-from wsss.artifacts import ArtifactError, load_torch
-from wsss.config import ConfigError, load_config, main as check_config, validate_config
+from wsss.core.artifacts import ArtifactError, load_torch
+from wsss.core.config import ConfigError, load_config, main as check_config, validate_config
 from wsss.data.manifest import build_manifest
 from wsss.data.voc import VOCLayout, write_label_png
 
@@ -113,7 +113,7 @@ def test_a_dataset_file_changed_after_indexing_is_named_and_the_index_dropped(da
 
 
 def test_a_truncated_cam_shard_is_named_and_removed_for_the_next_run(tmp_path):
-    from wsss.cam_store import CamWriter, gather_cams
+    from wsss.cams.store import CamWriter, gather_cams
 
     shard = tmp_path / "shard-0-of-1.h5"
     with CamWriter(shard) as writer:
@@ -125,7 +125,7 @@ def test_a_truncated_cam_shard_is_named_and_removed_for_the_next_run(tmp_path):
 
 
 def test_a_truncated_checkpoint_is_set_aside_and_training_restarts(tiny_dataset, tmp_path, monkeypatch, caplog):
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     settings = tiny_settings()
     with monkeypatch.context() as patch:
@@ -141,7 +141,7 @@ def test_a_truncated_checkpoint_is_set_aside_and_training_restarts(tiny_dataset,
 
 
 def test_a_trained_model_with_non_finite_weights_is_refused(tmp_path):
-    from wsss.inference import load_classifier
+    from wsss.cams.extract import load_classifier
     from wsss.models.classifier import build_classifier
 
     settings = tiny_settings()["classifier"]
@@ -210,4 +210,4 @@ def test_a_failed_job_shows_its_error_on_the_console_not_only_in_its_log(tmp_pat
     console = result.stdout + result.stderr
     assert "DownloadError: downloads.vgg16-397923af.pth: vgg16-397923af.pth has sha256 " in console
     assert f"(traceback in {log})" in console
-    assert "Traceback (most recent call last)" not in console and "wsss/data/download.py" not in console
+    assert "Traceback (most recent call last)" not in console and "wsss/data/sources/download.py" not in console

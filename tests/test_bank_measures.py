@@ -13,12 +13,12 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from PIL import Image
 
+from wsss.classifier.rca_schedule import rca_step
 from wsss.data.datasets import ClassificationDataset, IMAGENET_MEAN, IMAGENET_STD, split_has_masks
 from wsss.data.voc import VOCLayout, write_label_png
 from wsss.models.bank_measures import bank_summary, cell_labels, nearest_neighbour_hits, region_purity
 from wsss.models.classifier import CAMClassifier
 from wsss.models.rca import RegionMemoryBank
-from wsss.models.rca_schedule import rca_step
 
 from conftest import Killed, kill_after_first_checkpoint, tiny_settings
 
@@ -116,7 +116,7 @@ def test_the_masks_are_augmented_with_their_images_and_the_images_do_not_change(
 
 
 def train_rca(dataset, out, **options):
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     result = train_classifier(dataset, "train", tiny_settings(**RCA_SETTINGS), out / "m.pt", out / "h.json",
                               out / "ckpt", **options)

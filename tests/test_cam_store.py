@@ -2,8 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from wsss.artifacts import ArtifactError
-from wsss.cam_store import BackgroundWriter, CamWriter, cam_names, gather_cams, read_cams
+from wsss.cams.store import BackgroundWriter, CamWriter, cam_names, gather_cams, read_cams
+from wsss.core.artifacts import ArtifactError
 
 
 def write_shard(path, entries):

@@ -1,4 +1,4 @@
-"""COCO instance annotations -> VOC layout (wsss/data/coco.py): mask decoding, the overlap rule, the conversion."""
+"""COCO instance annotations -> VOC layout (wsss/data/sources/coco.py): mask decoding, the overlap rule, the conversion."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss.artifacts import ArtifactError
-from wsss.data import coco
+from wsss.core.artifacts import ArtifactError
+from wsss.data.sources import coco, coco_masks
 from wsss.data.voc import VOCLayout, read_class_list, read_label_png, read_name_list
 
 # --- a compressed-RLE encoder written from pycocotools' rleEncode / rleToString (maskApi.c) ---
@@ -50,7 +50,7 @@ def counts_to_string(counts: list[int]) -> str:
 def test_polygon_square_takes_the_pixels_whose_centres_are_inside():
     # pycocotools' rule: the square from (2, 3) to (7, 9) covers columns 2..6 and rows 3..8 (pixel (x, y)
     # spans [x, x + 1) x [y, y + 1)); the pixels under its right and bottom edges are not in it
-    mask = coco.polygon_mask([[2, 3, 7, 3, 7, 9, 2, 9]], 12, 12)
+    mask = coco_masks.polygon_mask([[2, 3, 7, 3, 7, 9, 2, 9]], 12, 12)
     expected = np.zeros((12, 12), dtype=bool)
     expected[3:9, 2:7] = True
     assert mask.dtype == bool and mask.shape == (12, 12) and mask.flags.c_contiguous
@@ -59,7 +59,7 @@ def test_polygon_square_takes_the_pixels_whose_centres_are_inside():
 
 
 def test_polygons_of_one_annotation_are_united():
-    mask = coco.polygon_mask([[0, 0, 2, 0, 2, 2, 0, 2], [6, 1, 8, 1, 8, 3, 6, 3]], 5, 10)
+    mask = coco_masks.polygon_mask([[0, 0, 2, 0, 2, 2, 0, 2], [6, 1, 8, 1, 8, 3, 6, 3]], 5, 10)
     assert mask.sum() == 4 + 4
     assert mask[0:2, 0:2].all() and mask[1:3, 6:8].all()
 
@@ -90,20 +90,20 @@ PYCOCOTOOLS_POLYGON_MASKS = {
 @pytest.mark.parametrize("case", list(PYCOCOTOOLS_POLYGON_MASKS))
 def test_polygon_masks_equal_those_of_pycocotools(case):
     polygons, height, width, counts = PYCOCOTOOLS_POLYGON_MASKS[case]
-    mask = coco.polygon_mask(polygons, height, width)
+    mask = coco_masks.polygon_mask(polygons, height, width)
     assert mask.shape == (height, width)
     assert encode_counts(mask) == counts
 
 
 def test_polygons_without_area_are_empty_and_bad_coordinates_are_errors():
-    assert not coco.polygon_mask([[3, 3], [1, 1, 4, 3], [1, 1, 4, 1, 7, 1]], 6, 8).any()  # point, segment, line
-    assert not coco.polygon_mask([], 6, 8).any()
+    assert not coco_masks.polygon_mask([[3, 3], [1, 1, 4, 3], [1, 1, 4, 1, 7, 1]], 6, 8).any()  # point, segment, line
+    assert not coco_masks.polygon_mask([], 6, 8).any()
     with pytest.raises(ArtifactError, match="polygon #1 must be a flat list"):
-        coco.polygon_mask([[0, 0, 4, 0, 4, 4], [1, 2, 3]], 6, 8)
+        coco_masks.polygon_mask([[0, 0, 4, 0, 4, 4], [1, 2, 3]], 6, 8)
     with pytest.raises(ArtifactError, match="polygon #1 has a coordinate that is not a finite number"):
-        coco.polygon_mask([[0, 0, 4, 0, 4, 4], [0, 0, 4, float("nan"), 4, 4]], 6, 8)
+        coco_masks.polygon_mask([[0, 0, 4, 0, 4, 4], [0, 0, 4, float("nan"), 4, 4]], 6, 8)
     with pytest.raises(ArtifactError, match="polygon #0 has a coordinate that is not a finite number"):
-        coco.polygon_mask([[0, 0, "x", 0, 4, 4]], 6, 8)
+        coco_masks.polygon_mask([[0, 0, "x", 0, 4, 4]], 6, 8)
 
 
 def test_uncompressed_rle_is_column_major():
@@ -113,14 +113,14 @@ def test_uncompressed_rle_is_column_major():
                          [1, 0, 1, 0],
                          [1, 0, 1, 0]], dtype=bool)
     rle = {"size": [3, 4], "counts": [1, 2, 3, 4, 2]}
-    mask = coco.decode_rle(rle, 3, 4)
+    mask = coco_masks.decode_rle(rle, 3, 4)
     assert mask.dtype == bool and mask.shape == (3, 4)
     assert np.array_equal(mask, expected)
     assert encode_counts(expected) == [1, 2, 3, 4, 2]
 
 
 def test_rle_starting_with_foreground_has_a_zero_first_run():
-    mask = coco.decode_rle({"size": [2, 2], "counts": [0, 3, 1]}, 2, 2)
+    mask = coco_masks.decode_rle({"size": [2, 2], "counts": [0, 3, 1]}, 2, 2)
     assert np.array_equal(mask, np.array([[1, 1], [1, 0]], dtype=bool))
 
 
@@ -129,13 +129,13 @@ def test_compressed_rle_decodes_strings_written_by_pycocotools():
     small = np.zeros((6, 5), dtype=bool)
     small[1:4, 1:3] = True
     small[0, 4] = small[5, 4] = True
-    assert np.array_equal(coco.decode_rle({"size": [6, 5], "counts": "73305NL0"}, 6, 5), small)
-    assert np.array_equal(coco.decode_rle({"size": [6, 5], "counts": b"73305NL0"}, 6, 5), small)
+    assert np.array_equal(coco_masks.decode_rle({"size": [6, 5], "counts": "73305NL0"}, 6, 5), small)
+    assert np.array_equal(coco_masks.decode_rle({"size": [6, 5], "counts": b"73305NL0"}, 6, 5), small)
     big = np.zeros((40, 50), dtype=bool)
     big[3:30, 7:45] = True
     big[10:12, 20:40] = False
     string = (r"k8k0=000000000000000000000000\OE;;" + "EE;;" * 19 + "900000000U6")
-    assert np.array_equal(coco.decode_rle({"size": [40, 50], "counts": string}, 40, 50), big)
+    assert np.array_equal(coco_masks.decode_rle({"size": [40, 50], "counts": string}, 40, 50), big)
     assert counts_to_string(encode_counts(big)) == string
 
 
@@ -156,23 +156,23 @@ def test_compressed_rle_round_trips_random_masks():
         counts = encode_counts(mask)
         assert sum(counts) == height * width
         for form in (counts, counts_to_string(counts)):
-            decoded = coco.decode_rle({"size": [height, width], "counts": form}, height, width)
+            decoded = coco_masks.decode_rle({"size": [height, width], "counts": form}, height, width)
             assert np.array_equal(decoded, mask), (trial, form)
     # counts larger than 5 bits, and deltas of both signs
     mask = np.zeros((300, 400), dtype=bool)
     mask[10:290, 50:60] = True
     mask[0:5, 100:300] = True
     string = counts_to_string(encode_counts(mask))
-    assert np.array_equal(coco.decode_rle({"size": [300, 400], "counts": string}, 300, 400), mask)
+    assert np.array_equal(coco_masks.decode_rle({"size": [300, 400], "counts": string}, 300, 400), mask)
 
 
 def test_rle_of_another_size_or_wrong_length_is_an_error():
     with pytest.raises(ArtifactError, match=r"size \[4, 3\] differs from the image's \[3, 4\]"):
-        coco.decode_rle({"size": [4, 3], "counts": [1, 2, 3, 4, 2]}, 3, 4)
+        coco_masks.decode_rle({"size": [4, 3], "counts": [1, 2, 3, 4, 2]}, 3, 4)
     with pytest.raises(ArtifactError, match="cover 11 pixels"):
-        coco.decode_rle({"size": [3, 4], "counts": [1, 2, 3, 4, 1]}, 3, 4)
+        coco_masks.decode_rle({"size": [3, 4], "counts": [1, 2, 3, 4, 1]}, 3, 4)
     with pytest.raises(ArtifactError, match="middle of a count"):
-        coco.decode_rle({"size": [3, 4], "counts": "1k"}, 3, 4)
+        coco_masks.decode_rle({"size": [3, 4], "counts": "1k"}, 3, 4)
 
 
 # --- classes, overlap rule, tags ---

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from wsss.config import ConfigError, derive_seed, load_config, resolve_experiment, stage_settings, validate_config
+from wsss.core.config import ConfigError, derive_seed, load_config, resolve_experiment, stage_settings, validate_config
 
 from conftest import REPO
 
@@ -113,8 +113,8 @@ def test_derived_seeds_are_stable_and_distinct():
 def test_stage_scripts_take_json_settings_or_a_config_file(tmp_path):
     import json
 
-    from wsss.cli import parse_stage_args, stage_parser
-    from wsss.rules import rule_settings
+    from wsss.core.cli import parse_stage_args, stage_parser
+    from wsss.core.rules import rule_settings
 
     config_path = REPO / "config" / "config.yaml"
     parser = stage_parser("test", ("cam",))
@@ -132,7 +132,7 @@ def test_stage_scripts_take_json_settings_or_a_config_file(tmp_path):
 
 
 def test_run_selects_experiments_in_config_order():
-    from wsss.config import experiments_to_run
+    from wsss.core.config import experiments_to_run
 
     config = minimal()
     config["experiments"] = {"a": {}, "b": {}, "c": {}}
@@ -150,8 +150,8 @@ def test_run_selects_experiments_in_config_order():
 def test_the_bg_power_candidates_rerun_no_pseudo_labels_made_at_a_fixed_power():
     import json
 
-    from wsss.cli import parse_stage_args, stage_parser
-    from wsss.rules import pseudo_label_settings
+    from wsss.core.cli import parse_stage_args, stage_parser
+    from wsss.core.rules import pseudo_label_settings
 
     def settings(**pseudo_labels):
         config = minimal()
@@ -167,7 +167,7 @@ def test_the_bg_power_candidates_rerun_no_pseudo_labels_made_at_a_fixed_power():
 
 
 def test_make_check_refuses_a_needed_download_without_url_and_passes_the_saliency_free_voc_config(capsys, tmp_path):
-    from wsss.config import main
+    from wsss.core.config import main
 
     assert main([str(REPO / "config/voc2012_nosal.yaml")]) == 0
     assert "valid" in capsys.readouterr().out

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from wsss.config import load_schema
+from wsss.core.config import load_schema
 
 from conftest import REPO
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from wsss.cam_store import CamWriter, gather_cams
-from wsss.crf import dense_crf
+from wsss.cams.store import CamWriter, gather_cams
 from wsss.data.voc import IGNORE_INDEX, VOCLayout, read_label_png
-from wsss.pseudo_labels import crf_label, make_pseudo_labels, read_label_index, saliency_label, seed_label, \
-    write_label_index
+from wsss.pseudo_labels.crf import dense_crf
+from wsss.pseudo_labels.make import crf_label, make_pseudo_labels, saliency_label, seed_label
+from wsss.pseudo_labels.store import read_label_index, write_label_index
 
 from conftest import tiny_settings
 

@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
+from wsss.core.runtime import compute_switches, configure_compute
 from wsss.models.ops import cross_entropy_sum, resize_bilinear, segment_sum, select_rows
 from wsss.models.rca import RegionMemoryBank, bank_partners, semantic_contrast_loss
-from wsss.runtime import compute_switches, configure_compute
 
 
 def test_the_deterministic_mode_sets_every_switch_and_off_releases_them():
@@ -76,7 +76,7 @@ def contrast_step(seed: int):
 
 def deeplab_step(seed: int):
     """DeepLab-v2's loss (upsampled logits, one-hot cross-entropy) and its gradient, from fixed inputs."""
-    from wsss.train_segmentation import segmentation_loss
+    from wsss.segmentation.train import segmentation_loss
 
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(2, 6, 9, 9, generator=generator, requires_grad=True)

@@ -9,8 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from wsss.classifier.rca_schedule import rca_step
 from wsss.models.classifier import CAMClassifier
-from wsss.models.rca_schedule import rca_step
 
 RCA = {"contrast": True, "aggregation": False, "embed_dim": 8, "bank_size": 4, "bank_update": "fifo",
        "bank_momentum": 0.99, "bank_confidence": 0.0, "contrast_start_epoch": 0, "temperature": 0.07,
@@ -79,7 +79,7 @@ def test_two_ranks_hold_the_same_bank_and_the_loss_does_not_depend_on_the_gpu_co
 
 
 def training_worker(rank, world, port, dataset, out_dir, settings):
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
@@ -117,9 +117,9 @@ def test_ddp_training_keeps_weights_and_banks_identical_and_rank0_writes(tiny_da
 
 
 def deeplab_worker(rank, world, port, dataset, out_dir, settings):
+    from wsss.core.runtime import configure_compute
     from wsss.data.voc import VOCLayout
-    from wsss.runtime import configure_compute
-    from wsss.train_segmentation import train_segmentation
+    from wsss.segmentation.train import train_segmentation
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
@@ -197,9 +197,9 @@ def train_with_fixed_statistics(module: torch.nn.Module, mode: bool = True) -> t
 
 
 def classifier_worker(rank, world, port, dataset, out_dir, settings):
+    from wsss.classifier.train import train_classifier
+    from wsss.core.runtime import configure_compute
     from wsss.models.rca import ProjectionHead
-    from wsss.runtime import configure_compute
-    from wsss.train_classifier import train_classifier
 
     # the projection head's BatchNorm would normalise each process's half batch by its own statistics on the CPU
     # (SyncBatchNorm on GPUs normalises the whole batch): a real difference from one process, which the contrast

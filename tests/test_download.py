@@ -10,8 +10,8 @@ import zipfile
 import pytest
 from dataset_archives import Server
 
-from wsss.artifacts import ArtifactError
-from wsss.data.download import DownloadError, extract, fetch, partial_path
+from wsss.core.artifacts import ArtifactError
+from wsss.data.sources.download import DownloadError, extract, fetch, partial_path
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -1,4 +1,4 @@
-"""The gate (wsss/gate.py, bench/gate.py): figures from the plain CAM baseline's files alone, on a hand-made run
+"""The gate (wsss/evaluation/gate.py, bench/gate.py): figures from the plain CAM baseline's files alone, on a hand-made run
 folder whose answers are worked out by hand; the probe on hand-made features."""
 
 import importlib.util
@@ -10,12 +10,12 @@ import torch
 import yaml
 from PIL import Image
 
-from wsss.cam_store import CamWriter
-from wsss.config import validate_config
+from wsss.cams.store import CamWriter
+from wsss.core.config import validate_config
 from wsss.data.parts import encode_parts, parts_path
 from wsss.data.voc import write_label_png
-from wsss.gate import (GATE, PROBE_CRITERION, baseline_files, measure_gate, probe_figures, ridge_probe, run_config,
-                       verdicts)
+from wsss.evaluation.gate import (GATE, PROBE_CRITERION, baseline_files, measure_gate, probe_figures, ridge_probe,
+                                  run_config, verdicts)
 from wsss.models.backbones import build_vgg
 
 from conftest import REPO

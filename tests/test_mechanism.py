@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from wsss.data.parts import encode_parts
-from wsss.mechanism import (add_counts, background_counts, background_scores, empty_counts, part_counts, recalls,
-                            threshold_at_background_rate)
-from wsss.pseudo_labels import seed_label
+from wsss.evaluation.mechanism import (add_counts, background_counts, background_scores, empty_counts, part_counts,
+                                       recalls, threshold_at_background_rate)
+from wsss.pseudo_labels.make import seed_label
 
 
 def test_threshold_lets_the_given_share_of_background_scores_exceed_it():

@@ -1,15 +1,15 @@
-"""The mechanism measurements over a split's files (wsss/mechanism.py: measure_mechanism), on a hand-made dataset
+"""The mechanism measurements over a split's files (wsss/evaluation/mechanism.py: measure_mechanism), on a hand-made dataset
 whose answers are worked out by hand: the seeds' threshold found on the val split's CAMs at the configured
 background rate, then the body and marking recall of the score split's seeds at it, and of its pseudo labels."""
 
 import numpy as np
 import pytest
 
-from wsss.artifacts import file_sha256
-from wsss.cam_store import CamWriter
+from wsss.cams.store import CamWriter
+from wsss.core.artifacts import file_sha256
 from wsss.data.parts import PARTS_FOLDER, write_parts
 from wsss.data.voc import VOCLayout, write_label_png
-from wsss.mechanism import measure_mechanism, threshold_at_rate_on
+from wsss.evaluation.mechanism import measure_mechanism, threshold_at_rate_on
 
 SETTINGS = {"background_fpr": 0.3, "large_object_area": 0.15}
 HIGH, LOW = 0.75, 0.5  # CAM values above and below the threshold val gives (0.6875), exact in float16

@@ -130,9 +130,9 @@ def test_the_table_has_the_mechanism_figures_and_the_ablated_row(audited_rca_run
 def test_the_ablated_cams_are_the_same_classifiers_with_the_aggregate_zeroed(audited_rca_run, tmp_path):
     """The ablated CAMs are extract_cams with the aggregate zeroed, from the same model file, image for image; they
     differ from the full CAMs where the image has tags."""
-    from wsss.cam import extract_cams
-    from wsss.cam_store import read_cams
-    from wsss.config import load_config, resolve_experiment
+    from wsss.cams.extract import extract_cams
+    from wsss.cams.store import read_cams
+    from wsss.core.config import load_config, resolve_experiment
 
     workdir, _, _ = audited_rca_run
     results = workdir / "results/tiny/rca"

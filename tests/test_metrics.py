@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wsss.metrics import confusion_matrix, iou_from_confusion, summarise
+from wsss.evaluation.metrics import confusion_matrix, iou_from_confusion, summarise
 
 
 def direct_iou(truth, prediction, num_classes):

@@ -3,9 +3,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from wsss.artifacts import ArtifactError
-from wsss.models.backbones import CaffeInput, ResNetOS8, VGG16OS8, vgg_receptive_field
+from wsss.core.artifacts import ArtifactError
 from wsss.data.datasets import normalize
+from wsss.models.backbones import CaffeInput, ResNetOS8, VGG16OS8, vgg_receptive_field
 from wsss.models.classifier import CAMClassifier
 from wsss.models.deeplab import DeepLabV2
 

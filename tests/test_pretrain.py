@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from conftest import TINY_OPTIONS, tiny_settings
-from wsss.config import ConfigError, validate_config
+from wsss.classifier.pretrain import pretrain_backbone
+from wsss.core.config import ConfigError, validate_config
+from wsss.core.rules import pretrain_classifier_settings, pretrain_dataset_settings
 from wsss.models.backbones import VGG16OS8
-from wsss.pretrain import pretrain_backbone
-from wsss.rules import pretrain_classifier_settings, pretrain_dataset_settings
 
 
 def pretrain_config(**pretrain):
@@ -51,7 +51,7 @@ def test_the_pretraining_run_is_the_plain_classifier_on_its_own_set_and_seed():
 
 
 def test_the_pretraining_set_shares_no_image_with_the_training_split(tmp_path):
-    from wsss.data.synthetic import generate_dataset
+    from wsss.data.sources.synthetic import generate_dataset
 
     config = pretrain_config()
     data = pretrain_dataset_settings(config)

@@ -9,7 +9,7 @@ from wsss.models.classifier import CAMClassifier
 from wsss.models.rca import (RegionMemoryBank, SemanticAggregation, bank_partners, batch_partner_draw,
                              contrast_loss_per_query, kmeans, per_image_contrast_weight, region_embeddings,
                              region_masks, semantic_contrast_loss)
-from wsss.models.rca_schedule import batch_partner_contrast
+from wsss.classifier.rca_schedule import batch_partner_contrast
 
 from conftest import Killed, kill_after_first_checkpoint, tiny_settings
 
@@ -296,7 +296,7 @@ def test_gradients_reach_only_the_intended_modules():
 
 
 def test_the_same_seed_gives_the_same_bank_and_loss(tiny_dataset, tmp_path):
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     rca = {"classifier": {"head_convs": 1, "head_channels": 16,
                           "rca": {"contrast": True, "aggregation": True, "embed_dim": 16, "bank_size": 8,
@@ -317,9 +317,9 @@ def test_the_same_seed_gives_the_same_bank_and_loss(tiny_dataset, tmp_path):
 
 
 def test_accumulation_max_merges_confident_tags_only(tiny_dataset):
+    from wsss.classifier.oaa import accumulate_cams
     from wsss.data.datasets import ClassificationDataset
     from wsss.data.voc import VOCLayout
-    from wsss.oaa import accumulate_cams
 
     dataset = ClassificationDataset(VOCLayout(tiny_dataset), "train", 64)
     model = CAMClassifier(dataset.num_classes, {"width": 0.125}).eval()
@@ -342,10 +342,10 @@ def test_accumulation_max_merges_confident_tags_only(tiny_dataset):
 
 
 def test_accumulated_protocol_trains_resumably_and_gives_image_size_cams(tiny_dataset, tmp_path, monkeypatch):
-    from wsss.cam import extract_accumulated_cams
-    from wsss.cam_store import cam_names, read_cams
+    from wsss.cams.extract import extract_accumulated_cams
+    from wsss.cams.store import cam_names, read_cams
+    from wsss.classifier.train import train_classifier
     from wsss.data.voc import VOCLayout
-    from wsss.train_classifier import train_classifier
 
     settings = tiny_settings(classifier={"accumulate_cams": True, "accumulate_threshold": 0.0},
                              cam={"protocol": "accumulated"})
@@ -378,7 +378,7 @@ def test_accumulated_protocol_trains_resumably_and_gives_image_size_cams(tiny_da
 
 
 def test_accumulated_protocol_needs_accumulation_in_training():
-    from wsss.config import ConfigError
+    from wsss.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="accumulate_cams"):
         tiny_settings(cam={"protocol": "accumulated"})
@@ -402,7 +402,7 @@ def test_the_refined_head_takes_its_own_conv_stack():
 
 
 def test_the_aggregation_waits_until_every_class_has_regions_for_its_kmeans():
-    from wsss.models.rca_schedule import aggregation_ready, regions_needed
+    from wsss.classifier.rca_schedule import aggregation_ready, regions_needed
 
     tags = {"a": [0, 2], "b": [0], "c": [0, 1], "d": [1]}  # class 2: one tagged image
     needed = regions_needed(tags, 3, {"clusters": 2, "bank_size": 6})
@@ -417,7 +417,7 @@ def test_the_aggregation_waits_until_every_class_has_regions_for_its_kmeans():
 
 
 def test_training_never_aggregates_an_empty_bank(tiny_dataset, tmp_path):
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     rca = {"classifier": {"epochs": 3, "head_convs": 1, "head_channels": 16,
                           "rca": {"aggregation": True, "embed_dim": 16, "bank_size": 8, "clusters": 2,
@@ -432,10 +432,10 @@ def test_training_never_aggregates_an_empty_bank(tiny_dataset, tmp_path):
 def grads_after_one_step(rca_overrides: dict, epoch: int, aggregation_ready: bool):
     """One single-process training step; the model, its settings and the names of the parameters left
     without a gradient."""
-    from wsss.guards import FiniteGuard
+    from wsss.classifier.rca_schedule import refresh_centroids
+    from wsss.classifier.train import train_one_epoch
+    from wsss.core.guards import FiniteGuard
     from wsss.models.classifier import build_classifier
-    from wsss.models.rca_schedule import refresh_centroids
-    from wsss.train_classifier import train_one_epoch
 
     settings = tiny_settings(classifier={"rca": {"embed_dim": 8, "bank_size": 4, "clusters": 2,
                                                  "bank_confidence": 0.0, **rca_overrides}})["classifier"]
@@ -466,7 +466,7 @@ def test_the_parameters_said_to_sit_out_an_epoch_are_exactly_those_its_loss_does
         rca_overrides, epoch, ready, expected_idle):
     """Under DDP these get zero gradients instead of a per-step search for unused parameters: one missed
     would hang or fail DDP's reduction, one too many would be held still while it should learn."""
-    from wsss.models.rca_schedule import idle_parameters
+    from wsss.classifier.rca_schedule import idle_parameters
 
     model, settings, without_gradient = grads_after_one_step(rca_overrides, epoch, ready)
     names = {id(p): name for name, p in model.named_parameters()}

@@ -24,18 +24,18 @@ from dataset_archives import (
     write_archives,
 )
 
-from wsss.artifacts import ArtifactError
-from wsss.data import coco2014, voc2012
-from wsss.data.assembly import SCRATCH_PREFIX
+from wsss.core.artifacts import ArtifactError
+from wsss.core.rules import index_specs
 from wsss.data.manifest import build_manifest
+from wsss.data.sources import coco2014, voc2012
+from wsss.data.sources.assembly import SCRATCH_PREFIX
 from wsss.data.voc import read_class_list, read_grey, read_label_png, read_name_list
-from wsss.rules import index_specs
 
 
 @pytest.fixture(scope="module")
 def voc_source(tmp_path_factory):
     """The built-in dataset the archives are made from."""
-    from wsss.data.synthetic import generate_dataset
+    from wsss.data.sources.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("voc_source") / "data"
     generate_dataset(root, {"train": 24, "val": 8, "test": 4}, seed=5, options={"image_size": 48})
@@ -94,7 +94,7 @@ def test_saliency_maps_are_taken_by_name_and_the_index_accepts_the_root(voc_sour
     config = {"dataset": {"train_split": "train_aug", "score_split": "train", "val_split": "val",
                           "test_split": "test", "masks": {"train_aug": "SegmentationClassAug"}},
               "experiments": {"cam": {}}}
-    from wsss.config import validate_config
+    from wsss.core.config import validate_config
 
     config = validate_config({**config, "dataset": {"name": "v", "root": str(root), **config["dataset"]}})
     manifest = build_manifest(root, index_specs(config))

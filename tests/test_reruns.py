@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, TINY_CONFIG, Killed, copy_run, kill_after_first_checkpoint, snakemake, tiny_settings
-from wsss.guards import NonFiniteError
+from wsss.core.guards import NonFiniteError
 
 
 def state_of(path):
@@ -38,7 +38,7 @@ def save_backbone(path, seed):
 def test_changed_starting_weights_never_resume_a_checkpoint(tiny_dataset, tmp_path, monkeypatch, caplog):
     """Same path, other content: the run killed with the old weights is not resumed; the result is that of a
     run from scratch with the new weights, not the old one."""
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     weights = tmp_path / "backbone.pt"
     settings = tiny_settings(classifier={"backbone": {"weights": str(weights)}})
@@ -58,8 +58,8 @@ def test_changed_starting_weights_never_resume_a_checkpoint(tiny_dataset, tmp_pa
 
 def test_a_finished_run_leaves_no_checkpoint_to_resume(tiny_dataset, tmp_path, caplog):
     """What --forcerun or a rerun with other inputs gets: training from scratch, never the finished checkpoint."""
-    from wsss.train_segmentation import train_segmentation
     from wsss.data.voc import VOCLayout
+    from wsss.segmentation.train import train_segmentation
 
     layout = VOCLayout(tiny_dataset)
     labels = {name: layout.label_path(name) for name in layout.names("train")}
@@ -72,7 +72,7 @@ def test_a_finished_run_leaves_no_checkpoint_to_resume(tiny_dataset, tmp_path, c
 
 
 def test_a_diverging_classifier_stops_at_the_first_non_finite_loss_keeping_its_checkpoint(tiny_dataset, tmp_path):
-    from wsss.train_classifier import train_classifier
+    from wsss.classifier.train import train_classifier
 
     # epoch 0 at the usual LR (its checkpoint is written), then an LR of 1e28 from epoch 1
     settings = tiny_settings(classifier={"lr_milestones": [1], "lr_gamma": 1e30})
@@ -87,7 +87,7 @@ def test_a_diverging_classifier_stops_at_the_first_non_finite_loss_keeping_its_c
 
 def test_a_diverging_deeplab_stops_naming_the_iteration(tiny_dataset, tmp_path):
     from wsss.data.voc import VOCLayout
-    from wsss.train_segmentation import train_segmentation
+    from wsss.segmentation.train import train_segmentation
 
     layout = VOCLayout(tiny_dataset)
     labels = {name: layout.label_path(name) for name in layout.names("train")}
@@ -99,11 +99,12 @@ def test_a_diverging_deeplab_stops_naming_the_iteration(tiny_dataset, tmp_path):
 
 
 def test_the_code_version_follows_the_code_not_its_comments(tmp_path):
-    from wsss.code_version import code_version
+    from wsss.core.code_version import code_version
 
     versions = []
-    for number, text in enumerate(('import wsss.crf\nx = 1\n', '"""Docstring."""\nimport wsss.crf\n\nx = 1  # a comment\n',
-                                   'import wsss.crf\nx = 2\n', 'import wsss.metrics\nx = 2\n')):
+    crf, metrics = "import wsss.pseudo_labels.crf\n", "import wsss.evaluation.metrics\n"
+    for number, text in enumerate((f"{crf}x = 1\n", f'"""Docstring."""\n{crf}\nx = 1  # a comment\n', f"{crf}x = 2\n",
+                                   f"{metrics}x = 2\n")):
         script = tmp_path / str(number) / "stage.py"  # the same name: the version does not depend on the folder
         script.parent.mkdir()
         script.write_text(text)
@@ -131,7 +132,7 @@ def test_the_index_check_stays_while_files_are_unchanged_and_names_a_changed_one
 
 
 def written_folder(folder: Path, files: dict[str, bytes], created_with: str) -> Path:
-    from wsss.artifacts import atomic_directory, record_folder
+    from wsss.core.artifacts import atomic_directory, record_folder
 
     with atomic_directory(folder) as temporary:
         for name, data in files.items():
@@ -142,7 +143,7 @@ def written_folder(folder: Path, files: dict[str, bytes], created_with: str) -> 
 
 
 def test_the_folder_check_stays_while_files_are_unchanged_and_names_a_changed_one(tmp_path):
-    from wsss.artifacts import NEW, folder_check, remove_path
+    from wsss.core.artifacts import NEW, folder_check, remove_path
 
     shard = tmp_path / "shard-1-of-2"
     assert folder_check(shard) == NEW
@@ -164,8 +165,8 @@ def test_the_folder_check_stays_while_files_are_unchanged_and_names_a_changed_on
 
 def test_a_changed_pseudo_label_found_through_the_index_removes_its_shard_and_the_index(tmp_path):
     """So that the next plain run makes both again (the index would name a shard that is gone)."""
-    from wsss.artifacts import ArtifactError, file_sha256
-    from wsss.pseudo_labels import read_label_index, write_label_index
+    from wsss.core.artifacts import ArtifactError, file_sha256
+    from wsss.pseudo_labels.store import read_label_index, write_label_index
 
     shards = [tmp_path / "pseudo_labels" / f"shard-{k}-of-2" for k in range(2)]
     for k, shard in enumerate(shards):
@@ -182,7 +183,7 @@ def test_a_changed_pseudo_label_found_through_the_index_removes_its_shard_and_th
 
 
 def test_a_killed_writer_leaves_a_temporary_the_next_write_removes(tmp_path):
-    from wsss.artifacts import write_json
+    from wsss.core.artifacts import write_json
 
     target = tmp_path / "metrics.json"
     (tmp_path / ".metrics.json.tmp-otherhost-4242").write_text("half")
@@ -348,7 +349,7 @@ def test_a_truncated_cam_shard_is_remade_with_its_index_and_what_follows_by_the_
 def test_pseudo_labels_changed_in_a_shard_left_whole_are_seen_by_the_plan_and_remade(tiny_run, tmp_path):
     """One label replaced by another image's, its list rewritten to match; in the other shard one removed with its
     line: each shard is consistent, and the index's hashes are what is stale."""
-    from wsss.artifacts import file_sha256
+    from wsss.core.artifacts import file_sha256
 
     workdir = copy_run(tiny_run, tmp_path / "run")
     labels = workdir / "results/tiny/cam/pseudo_labels"

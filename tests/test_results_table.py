@@ -1,8 +1,8 @@
 """The results table: each row's split role and the split each choice was made on; the paper's numbers beside the
 measured rows on VOC and COCO, none elsewhere."""
 
-from wsss.results_table import collect_rows, split_role_labels, write_benchmark
-from wsss.rules import split_roles
+from wsss.core.rules import split_roles
+from wsss.evaluation.results_table import collect_rows, split_role_labels, write_benchmark
 
 
 def rows(*mious):
@@ -62,7 +62,7 @@ def test_rows_name_their_split_role_and_where_each_choice_was_made():
 def test_the_mechanism_figures_fill_the_seed_and_pseudo_label_rows_and_stay_empty_elsewhere(tmp_path):
     import json
 
-    from wsss.results_table import read_mechanism, with_mechanism
+    from wsss.evaluation.results_table import read_mechanism, with_mechanism
 
     seeds = {"threshold": 0.7312, "threshold_chosen_on": "val", "target_background_fpr": 0.15,
              "val_background_fpr": 0.1498, "body_recall": 0.41, "marking_recall": 0.83, "large_body_recall": 0.33,

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from wsss.seeds import gap_rows, paired_interval, read_benchmark, summary_rows, verdict
+from wsss.evaluation.seeds import gap_rows, paired_interval, read_benchmark, summary_rows, verdict
 
 
 def write_table(path, mious):
@@ -71,7 +71,7 @@ def write_mechanism_table(path, rows):
 
 
 def test_the_mechanism_figures_are_summarised_and_paired_like_the_miou(tmp_path):
-    from wsss.seeds import ablation_rows, mechanism_summary_rows, write_seed_summary
+    from wsss.evaluation.seeds import ablation_rows, mechanism_summary_rows, write_seed_summary
 
     seeds = {"seed0": [("cam", "cam", 0.5, 0.30), ("rca", "cam", 0.52, 0.40), ("rca", "cam_no_aggregation", 0.49, 0.25),
                        ("oracle", "segmentation", 0.7, "")],
@@ -98,7 +98,7 @@ def test_the_mechanism_figures_are_summarised_and_paired_like_the_miou(tmp_path)
 
 def test_tables_without_mechanism_figures_summarise_as_before(tmp_path):
     tables = {"seed0": read_benchmark(write_table(tmp_path / "a.csv", {"cam": 0.5, "rca": 0.6}))}
-    from wsss.seeds import write_seed_summary
+    from wsss.evaluation.seeds import write_seed_summary
 
     write_seed_summary(tables, "cam", tmp_path / "s.csv", tmp_path / "s.md")
     assert "Mechanism" not in (tmp_path / "s.md").read_text()

@@ -1,4 +1,4 @@
-"""Starting weights checked while the plan is made, without torch (wsss/starting_weights.py, wsss/torch_file.py):
+"""Starting weights checked while the plan is made, without torch (wsss/core/starting_weights.py, wsss/core/torch_file.py):
 the shapes written out for the plan are the torch networks', and the check refuses what the training's loader
 refuses, naming the config key and the file."""
 
@@ -10,10 +10,11 @@ import torch
 import torchvision
 
 from test_models import CAFFE_BLOCKS, deeplab_pytorch_state
-from wsss.artifacts import ArtifactError
-from wsss.models.backbones import ResNetOS8, VGG16OS8, deeplab_pytorch_to_torchvision
-from wsss.starting_weights import check_weights_file, deeplab_pytorch_names, resnet_shapes, vgg_shapes
-from wsss.torch_file import tensor_shapes
+from wsss.core.artifacts import ArtifactError
+from wsss.core.starting_weights import (OPTIONAL, check_weights_file, deeplab_pytorch_to_torchvision, resnet_shapes,
+                                        vgg_shapes)
+from wsss.core.torch_file import tensor_shapes
+from wsss.models.backbones import ResNetOS8, VGG16OS8
 
 TINY_VGG = {"name": "vgg16", "width": 0.125, "convs": [1, 1, 2, 1, 1], "batch_norm": True}
 
@@ -40,9 +41,13 @@ def test_the_resnet_shapes_are_those_of_torchvisions_network(layers, width_per_g
     assert resnet_shapes(layers, width_per_group) == torchvision_names
 
 
-def test_deeplab_pytorchs_names_are_renamed_as_the_loader_renames_them():
+def test_deeplab_pytorchs_names_are_renamed_to_torchvisions_resnet():
+    """The plan renames the file's shapes with the function the loader renames its tensors with; the result is the
+    torchvision ResNet's state (BatchNorm's optional counters aside), its classifier dropped."""
     state = deeplab_pytorch_state()
-    assert deeplab_pytorch_names(shapes_of(state), "coco.pth") == shapes_of(deeplab_pytorch_to_torchvision(state, "x"))
+    expected = {key: shape for key, shape in resnet_shapes(CAFFE_BLOCKS).items() if not key.endswith(OPTIONAL)}
+    assert deeplab_pytorch_to_torchvision(shapes_of(state), "coco.pth") == expected
+    assert shapes_of(deeplab_pytorch_to_torchvision(state, "coco.pth")) == expected
 
 
 @pytest.mark.parametrize("zip_format", [True, False])

@@ -1,4 +1,4 @@
-"""Tests of the built-in synthetic dataset generator (wsss.data.synthetic)."""
+"""Tests of the built-in synthetic dataset generator (wsss.data.sources.synthetic)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss.data import synthetic
-from wsss.data.synthetic import DEFAULTS, generate_dataset, generate_sample, resolve_options
+from wsss.data.sources import synthetic
+from wsss.data.sources.synthetic import DEFAULTS, generate_dataset, generate_sample, resolve_options
 from wsss.data.voc import IGNORE_INDEX, VOCLayout, read_grey, read_label_png, tags_from_label
 
 TINY = {"image_size": 64}
@@ -171,7 +171,7 @@ def test_existing_root_raises(tmp_path):
 
 def test_crash_leaves_no_partial_dataset(tmp_path, monkeypatch):
     calls = {"n": 0}
-    from wsss.data.synthetic import writer
+    from wsss.data.sources.synthetic import writer
 
     original = writer.write_label_png
 
@@ -373,7 +373,7 @@ def _body_colours(samples, classes_of=None):
 def test_bodies_wear_their_class_style_across_images_and_distractors_none():
     """body_style class: each class's bodies share a colour family over the dataset (a family is shared by two
     classes, so colour alone does not name a class); with body_style pool they do not."""
-    from wsss.data.synthetic.options import BODY_FAMILIES, target_body_style
+    from wsss.data.sources.synthetic.options import BODY_FAMILIES, target_body_style
 
     options = {"image_size": 64, "body_contrast": 0.0, "pixel_noise": 0.0}
     faithful = _body_colours([generate_sample("train", i, 0, {**options, "body_colour_spread": 10.0,
@@ -394,7 +394,7 @@ def test_bodies_wear_their_class_style_across_images_and_distractors_none():
     assert sorted(families) == [0, 0, 1, 1, 2, 2]  # partly shared
     assert len({(target_body_style(c)["family"], target_body_style(c)["kind"], target_body_style(c)["period"])
                 for c in range(6)}) == 6  # together each class's own
-    from wsss.data.synthetic import EARLIER_DESIGN
+    from wsss.data.sources.synthetic import EARLIER_DESIGN
 
     pooled = _body_colours([generate_sample("train", i, 0, {**EARLIER_DESIGN, **options}) for i in range(60)])
     spread = [np.median(np.linalg.norm(np.array(c) - np.mean(c, 0), axis=1)) for c in pooled.values() if len(c) > 3]
@@ -405,9 +405,9 @@ def test_class_textures_survive_a_horizontal_flip():
     """The training augmentation flips images: a class's body texture must look the same flipped (its spectrum's
     magnitude unchanged), or the flip would turn one class's texture into another's, as stripes at 30 degrees
     (the control) would."""
-    from wsss.data.synthetic.noise import Grid
-    from wsss.data.synthetic.options import BODY_TEXTURE_KINDS
-    from wsss.data.synthetic.paint import _class_texture
+    from wsss.data.sources.synthetic.noise import Grid
+    from wsss.data.sources.synthetic.options import BODY_TEXTURE_KINDS
+    from wsss.data.sources.synthetic.paint import _class_texture
 
     grid = Grid(64)
 
@@ -426,7 +426,7 @@ def test_class_textures_survive_a_horizontal_flip():
 
 
 def test_pretraining_classes_are_other_classes_with_the_same_kinds_of_cue():
-    from wsss.data.synthetic.options import class_table, pretrain_body_style, target_body_style
+    from wsss.data.sources.synthetic.options import class_table, pretrain_body_style, target_body_style
 
     target = class_table(resolve_options({}))
     pretrain = class_table(resolve_options({"class_set": "pretrain", "num_classes": 12}))

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.cam import extract_cams, multiscale_cams
-from wsss.cam_store import cam_names, gather_cams, read_cams
+from wsss.cams.extract import extract_cams, multiscale_cams
+from wsss.cams.store import cam_names, gather_cams, read_cams
+from wsss.classifier.train import train_classifier
 from wsss.data.voc import VOCLayout, read_label_png
-from wsss.evaluate import evaluate_cams, evaluate_label_maps
-from wsss.train_classifier import train_classifier
-from wsss.inference import class_probabilities, predict
-from wsss.train_segmentation import train_segmentation
+from wsss.evaluation.evaluate import evaluate_cams, evaluate_label_maps
+from wsss.segmentation.predict import class_probabilities, predict
+from wsss.segmentation.train import train_segmentation
 
 from conftest import Killed, kill_after_first_checkpoint, tiny_settings
 
@@ -201,7 +201,7 @@ def test_frozen_batchnorm_keeps_its_statistics_and_parameters(tiny_dataset, tmp_
 
 def test_experiments_share_initial_weights_and_differ_by_seed():
     """Rows of an ablation differ by their settings: shared layers start equal; another seed changes them."""
-    from wsss.train_classifier import init_classifier
+    from wsss.classifier.train import init_classifier
 
     plain = tiny_settings()["classifier"]
     rca = tiny_settings(classifier={"head_convs": 1, "head_channels": 16, "rca": {

@@ -1,12 +1,12 @@
-"""The choices made on the val split (wsss/tuning.py): the best threshold and bg_power, from val's images only."""
+"""The choices made on the val split (wsss/evaluation/tuning.py): the best threshold and bg_power, from val's images only."""
 
 import numpy as np
 import pytest
 
-from wsss.cam_store import CamWriter
-from wsss.data.synthetic import generate_dataset
+from wsss.cams.store import CamWriter
+from wsss.data.sources.synthetic import generate_dataset
 from wsss.data.voc import VOCLayout, write_label_png
-from wsss.tuning import tune_background
+from wsss.evaluation.tuning import tune_background
 
 from conftest import TINY_OPTIONS, tiny_settings
 

@@ -102,8 +102,8 @@ def test_every_choice_is_made_on_val_images_only_and_the_table_says_so(tiny_run)
 def test_an_oaa_experiment_tunes_its_threshold_on_val_maps_accumulated_as_its_training_maps(tiny_run, tmp_path):
     """The threshold is applied to maps max-merged over epochs: it is chosen on maps of that kind, not on
     inference CAMs of val."""
-    from wsss.cam import extract_accumulated_cams
-    from wsss.cam_store import cam_names, read_cams
+    from wsss.cams.extract import extract_accumulated_cams
+    from wsss.cams.store import cam_names, read_cams
 
     results = tiny_run / "results/tiny/rca_oaa"
     manifest = json.loads((tiny_run / "results/tiny/dataset/manifest.json").read_text())

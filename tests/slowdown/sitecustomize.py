@@ -10,10 +10,10 @@ DELAY_SECONDS = 0.5
 
 
 class _SlowCommits(importlib.abc.MetaPathFinder):
-    """Wraps wsss.artifacts.commit once the module is loaded (before anything imports the name)."""
+    """Wraps wsss.core.artifacts.commit once the module is loaded (before anything imports the name)."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "wsss.artifacts":
+        if fullname != "wsss.core.artifacts":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)

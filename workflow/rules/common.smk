@@ -6,12 +6,12 @@ import os
 import re
 from pathlib import Path
 
-from wsss.artifacts import folder_check
-from wsss.code_version import code_version
-from wsss.config import DOWNLOADS_FOLDER, experiments_to_run, resolve_experiment
+from wsss.core.artifacts import folder_check
+from wsss.core.code_version import code_version
+from wsss.core.config import DOWNLOADS_FOLDER, experiments_to_run, resolve_experiment
 from wsss.data.manifest import index_check
-from wsss.starting_weights import check_starting_weights
-from wsss.rules import (
+from wsss.core.starting_weights import check_starting_weights
+from wsss.core.rules import (
     ablates_aggregation,
     dataset_archives,
     dataset_settings,

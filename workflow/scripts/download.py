@@ -2,9 +2,9 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cli import base_parser, parse_args
-from wsss.data.download import fetch, file_digest
-from wsss.runtime import log, progress, setup_logging
+from wsss.core.cli import base_parser, parse_args
+from wsss.core.runtime import log, progress, setup_logging
+from wsss.data.sources.download import fetch, file_digest
 
 parser = base_parser(__doc__)
 parser.add_argument("--name", required=True, help="the entry of `downloads`")

@@ -2,12 +2,12 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import read_json, write_json
-from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.artifacts import read_json, write_json
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.evaluate import evaluate_cams
-from wsss.figures import cam_overlays, plot_threshold_sweep
-from wsss.runtime import log
+from wsss.evaluation.evaluate import evaluate_cams
+from wsss.evaluation.figures import cam_overlays, plot_threshold_sweep
 
 parser = stage_parser(__doc__, ("cam",))
 parser.add_argument("--cams", required=True, help="CAM index (.h5)")

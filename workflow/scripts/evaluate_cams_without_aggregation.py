@@ -5,12 +5,12 @@ aggregation looks: the attention mass of cells on objects' bodies and markings o
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import read_json, write_json
-from wsss.attention import measure_attention
-from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.artifacts import read_json, write_json
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.mechanism import aggregation_epochs, evaluate_ablated_cams
-from wsss.runtime import log
+from wsss.evaluation.attention import measure_attention
+from wsss.evaluation.mechanism import aggregation_epochs, evaluate_ablated_cams
 
 parser = stage_parser(__doc__, ("cam", "mechanism"))
 parser.add_argument("--cams", required=True, help="the ablated CAMs of the scored split (.h5)")

@@ -3,11 +3,11 @@ rate of mechanism.background_fpr, its threshold found on the val split's CAMs) a
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import write_json
-from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.artifacts import write_json
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.mechanism import measure_mechanism
-from wsss.runtime import log
+from wsss.evaluation.mechanism import measure_mechanism
 
 parser = stage_parser(__doc__, ("mechanism",))
 parser.add_argument("--cams", required=True, help="CAM index of the training split (.h5)")

@@ -2,14 +2,14 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import read_json, write_json
-from wsss.cli import base_parser, parse_args
+from wsss.core.artifacts import read_json, write_json
+from wsss.core.cli import base_parser, parse_args
+from wsss.core.provenance import provenance
+from wsss.core.runtime import log, setup_logging
 from wsss.data.voc import open_layout
-from wsss.evaluate import evaluate_pseudo_labels
-from wsss.figures import label_grid
-from wsss.provenance import provenance
-from wsss.pseudo_labels import read_label_index, write_label_index
-from wsss.runtime import log, setup_logging
+from wsss.evaluation.evaluate import evaluate_pseudo_labels
+from wsss.evaluation.figures import label_grid
+from wsss.pseudo_labels.store import read_label_index, write_label_index
 
 parser = base_parser(__doc__)
 parser.add_argument("--dataset", required=True)

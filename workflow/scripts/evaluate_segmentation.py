@@ -4,13 +4,13 @@ import _repo  # noqa: F401  (makes wsss importable)
 
 from pathlib import Path
 
-from wsss.artifacts import write_json
-from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.artifacts import write_json
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.evaluate import evaluate_label_maps
-from wsss.figures import label_grid
-from wsss.inference import predict, prediction_scales
-from wsss.runtime import log
+from wsss.evaluation.evaluate import evaluate_label_maps
+from wsss.evaluation.figures import label_grid
+from wsss.segmentation.predict import predict, prediction_scales
 
 parser = stage_parser(__doc__, ("segmentation",))
 parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")

@@ -2,8 +2,8 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cam import ABLATIONS, extract_accumulated_cams, extract_cams
-from wsss.cli import parse_stage_args, stage_parser
+from wsss.cams.extract import ABLATIONS, extract_accumulated_cams, extract_cams
+from wsss.core.cli import parse_stage_args, stage_parser
 from wsss.data.voc import open_layout
 
 parser = stage_parser(__doc__, ("cam",))

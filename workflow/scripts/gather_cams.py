@@ -2,8 +2,8 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cam_store import gather_cams
-from wsss.cli import base_parser, parse_args
+from wsss.cams.store import gather_cams
+from wsss.core.cli import base_parser, parse_args
 
 parser = base_parser(__doc__)
 parser.add_argument("--out", required=True, help="output: index (.h5)")

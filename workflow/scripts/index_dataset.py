@@ -4,9 +4,9 @@ import _repo  # noqa: F401  (makes wsss importable)
 
 import json
 
-from wsss.cli import base_parser, parse_args
+from wsss.core.cli import base_parser, parse_args
+from wsss.core.runtime import log, progress, setup_logging
 from wsss.data.manifest import NEW, build_manifest, write_manifest
-from wsss.runtime import log, progress, setup_logging
 
 parser = base_parser(__doc__)
 parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")

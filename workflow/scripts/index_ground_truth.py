@@ -2,10 +2,10 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import file_sha256
-from wsss.cli import base_parser, parse_args
+from wsss.core.artifacts import file_sha256
+from wsss.core.cli import base_parser, parse_args
 from wsss.data.voc import open_layout
-from wsss.pseudo_labels import write_index
+from wsss.pseudo_labels.store import write_index
 
 parser = base_parser(__doc__)
 parser.add_argument("--dataset", required=True)

@@ -2,10 +2,10 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import read_json
-from wsss.cli import parse_stage_args, stage_parser
+from wsss.core.artifacts import read_json
+from wsss.core.cli import parse_stage_args, stage_parser
 from wsss.data.voc import open_layout
-from wsss.pseudo_labels import make_pseudo_labels, with_bg_power
+from wsss.pseudo_labels.make import make_pseudo_labels, with_bg_power
 
 parser = stage_parser(__doc__, ("pseudo_labels", "crf"))
 parser.add_argument("--cams", required=True, help="CAM index (.h5)")

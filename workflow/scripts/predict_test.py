@@ -4,11 +4,11 @@ import _repo  # noqa: F401  (makes wsss importable)
 
 from pathlib import Path
 
-from wsss.cli import parse_stage_args, stage_parser
+from wsss.core.cli import parse_stage_args, stage_parser
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.figures import label_grid
-from wsss.inference import archive_predictions, predict
-from wsss.runtime import log
+from wsss.evaluation.figures import label_grid
+from wsss.segmentation.predict import archive_predictions, predict
 
 parser = stage_parser(__doc__, ("segmentation",))
 parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")

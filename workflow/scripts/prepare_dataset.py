@@ -6,9 +6,9 @@ import _repo  # noqa: F401  (makes wsss importable)
 import json
 import sys
 
-from wsss.cli import parse_stage_args, stage_parser
-from wsss.config import ARCHIVE_ROLES
-from wsss.runtime import log, progress
+from wsss.core.cli import parse_stage_args, stage_parser
+from wsss.core.config import ARCHIVE_ROLES
+from wsss.core.runtime import log, progress
 
 ROLES = sorted({role for needed, optional in ARCHIVE_ROLES.values() for role in needed + optional})
 
@@ -21,16 +21,16 @@ dataset = settings["dataset"]
 archives = {role: getattr(args, role) for role in ROLES if getattr(args, role)}
 bar = lambda **options: progress(None, **options)  # noqa: E731
 if dataset["source"] == "synthetic":
-    from wsss.data.synthetic import generate_dataset
+    from wsss.data.sources.synthetic import generate_dataset
 
     diagnostics = generate_dataset(args.out, dataset["synthetic"]["splits"], settings["seed"],
                                    dataset["synthetic"]["options"])
 elif dataset["source"] == "voc2012":
-    from wsss.data import voc2012
+    from wsss.data.sources import voc2012
 
     diagnostics = voc2012.assemble(archives, args.out, workers=args.threads, progress=bar, log=log.info)
 elif dataset["source"] == "coco2014":
-    from wsss.data import coco2014
+    from wsss.data.sources import coco2014
 
     diagnostics = coco2014.assemble(archives, args.out, workers=args.threads, progress=bar, log=log.info)
 else:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import yaml
 
-from wsss.artifacts import write_text
-from wsss.cli import base_parser, parse_args
-from wsss.config import load_config
-from wsss.rules import split_roles
-from wsss.provenance import settings_sha256
-from wsss.results_table import (
+from wsss.core.artifacts import write_text
+from wsss.core.cli import base_parser, parse_args
+from wsss.core.config import load_config
+from wsss.core.provenance import settings_sha256
+from wsss.core.rules import split_roles
+from wsss.evaluation.results_table import (
     PUBLISHED,
     collect_rows,
     split_role_labels,

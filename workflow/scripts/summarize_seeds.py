@@ -13,7 +13,7 @@ import argparse
 import re
 from pathlib import Path
 
-from wsss.seeds import read_benchmark, write_seed_summary
+from wsss.evaluation.seeds import read_benchmark, write_seed_summary
 
 
 def seed_label(path: Path, position: int) -> str:

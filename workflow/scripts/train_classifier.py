@@ -2,11 +2,11 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.cli import parse_stage_args, stage_parser
+from wsss.classifier.train import train_classifier
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.distributed import rank
 from wsss.data.voc import open_layout
-from wsss.distributed import rank
-from wsss.figures import plot_curves
-from wsss.train_classifier import train_classifier
+from wsss.evaluation.figures import plot_curves
 
 parser = stage_parser(__doc__, ("classifier",), distributed_script="train_classifier.py")
 parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")
@@ -24,7 +24,8 @@ args, settings = parse_stage_args(parser, globals().get("snakemake"))
 if args.backbone_weights:
     settings["classifier"]["backbone"]["weights"] = args.backbone_weights
 result = train_classifier(open_layout(args.dataset, args.manifest), args.split, settings, args.model, args.history,
-                          args.checkpoint_dir, args.accumulated, args.val_split, args.accumulated_val)
+                          args.checkpoint_dir, args.accumulated, args.val_split, args.accumulated_val,
+                          run_record=run_record())
 if rank() == 0:
     plot_curves(result["history"], "epoch", ["loss", "contrast_loss", "tag_accuracy", "lr"], "classifier training",
                 args.curve)

@@ -4,14 +4,14 @@ import _repo  # noqa: F401  (makes wsss importable)
 
 import os
 
-from wsss.artifacts import remove_outdated
-from wsss.cli import parse_stage_args, stage_parser
+from wsss.core.artifacts import remove_outdated
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.distributed import rank
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.distributed import rank
-from wsss.figures import plot_curves
-from wsss.pseudo_labels import read_label_index
-from wsss.runtime import log
-from wsss.train_segmentation import train_segmentation
+from wsss.evaluation.figures import plot_curves
+from wsss.pseudo_labels.store import read_label_index
+from wsss.segmentation.train import train_segmentation
 
 parser = stage_parser(__doc__, ("segmentation",), distributed_script="train_segmentation.py")
 parser.add_argument("--dataset", required=True)
@@ -32,6 +32,6 @@ if os.environ.get("RANK", "0") == "0":  # once, not in each process torchrun sta
 if args.backbone_weights:
     settings["segmentation"]["backbone"]["weights"] = args.backbone_weights
 result = train_segmentation(open_layout(args.dataset, args.manifest), read_label_index(args.labels), settings,
-                            args.model, args.history, args.checkpoint_dir)
+                            args.model, args.history, args.checkpoint_dir, run_record())
 if rank() == 0:
     plot_curves(result["history"], "iteration", ["loss", "lr"], "DeepLab-v2 training", args.curve)

@@ -2,12 +2,12 @@
 
 import _repo  # noqa: F401  (makes wsss importable)
 
-from wsss.artifacts import write_json
-from wsss.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.artifacts import write_json
+from wsss.core.cli import parse_stage_args, run_record, stage_parser
+from wsss.core.runtime import log
 from wsss.data.voc import open_layout
-from wsss.figures import plot_background_tuning
-from wsss.runtime import log
-from wsss.tuning import tune_background
+from wsss.evaluation.figures import plot_background_tuning
+from wsss.evaluation.tuning import tune_background
 
 parser = stage_parser(__doc__, ("cam", "pseudo_labels", "crf"))
 parser.add_argument("--cams", required=True, help="CAMs of the val split (.h5)")

@@ -6,8 +6,10 @@ sha256 and image size. Building it is where bad data is caught early, each error
 empty or missing split list, a name listed twice, a missing, truncated or undecodable image, a mask
 whose size differs from its image or with values outside the classes.
 
-Stages then read the dataset through a layout opened with the manifest (`voc.open_layout`), which
-checks each file against its recorded hash, and the resume fingerprints use `content_sha256`
+Stages then read the dataset through a layout opened with the manifest (`voc.open_layout`; the manifest's
+format and reader, `voc.MANIFEST_FORMAT` and `voc.read_manifest`, live with the layout, so that reading a
+dataset never needs this module, which builds the manifest from a layout's files), which checks each file
+against its recorded hash, and the resume fingerprints use `content_sha256`
 (everything the stages see: names, tags, file contents). When a file changes in place, the
 workflow notices before running anything: `index_check` (called while Snakemake builds the DAG,
 stat calls only, no torch) returns another value, the index job's params change, and the dataset is
@@ -21,9 +23,10 @@ import json
 import os
 from pathlib import Path
 
-from ..artifacts import ArtifactError, read_json, write_text
+from ..core.artifacts import ArtifactError, write_text
+from .voc import (DEFAULT_MASKS, MANIFEST_FORMAT, VOCLayout, check_label_values, decode_image, read_class_list,
+                  read_manifest, read_name_list, tags_from_label)
 
-MANIFEST_FORMAT = 1
 NEW = "new"
 
 
@@ -39,8 +42,6 @@ def inspect_file(task: tuple[str, str, str, int]) -> dict:
     values or 255, its tags; "saliency": grey-level PNG. Returns size, mtime_ns, sha256, shape (H, W)
     and, for a mask, the foreground classes it shows.
     """
-    from .voc import decode_image, check_label_values, tags_from_label
-
     root, relative, kind, num_classes = task
     path = Path(root) / relative
     try:
@@ -59,8 +60,6 @@ def inspect_file(task: tuple[str, str, str, int]) -> dict:
 
 def _split_entries(layout, split: str) -> tuple[list[str], Path | None]:
     """A split's names (checked: the list exists, is not empty, names no image twice) and its class list."""
-    from .voc import read_name_list
-
     names = read_name_list(layout.split_file(split))
     if not names:
         raise ArtifactError(f"split list {layout.split_file(split)} is empty: split {split!r} has no images")
@@ -72,8 +71,6 @@ def split_spec(spec: dict | None = None) -> dict:
     """What a split is indexed with: `masks` (their folder), `tags` (needed: from its class list, else its masks),
     `require_masks` (it is scored or trained on against them), `subset_of` (a split that must hold all its images),
     `disjoint_from` (splits that must share no image with it: a held-out split)."""
-    from .voc import DEFAULT_MASKS
-
     return {"masks": DEFAULT_MASKS, "tags": True, "require_masks": False, "subset_of": None, "disjoint_from": [],
             **(spec or {})}
 
@@ -84,8 +81,6 @@ def build_manifest(root: str | os.PathLike, splits: dict[str, dict] | list[str],
 
     `splits`: {split: spec} (see `split_spec`), or a list of split names with the default spec.
     """
-    from .voc import DEFAULT_MASKS, VOCLayout, read_class_list
-
     root = Path(root)
     specs = {split: split_spec(spec) for split, spec in
              (splits.items() if isinstance(splits, dict) else ((split, None) for split in splits))}
@@ -185,13 +180,6 @@ def content_sha256(manifest: dict) -> str:
 
 def write_manifest(manifest: dict, path: str | os.PathLike) -> None:
     write_text(path, json.dumps(manifest, separators=(",", ":"), sort_keys=True) + "\n")
-
-
-def read_manifest(path: str | os.PathLike) -> dict:
-    manifest = read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ArtifactError(f"{path} is not a dataset manifest of format {MANIFEST_FORMAT}")
-    return manifest
 
 
 def first_change(manifest: dict, root: str | os.PathLike) -> str | None:

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..artifacts import ArtifactError, atomic_file, invalidate, write_lines
+from ..core.artifacts import ArtifactError, atomic_file, invalidate, read_json, write_lines
 
 IGNORE_INDEX = 255
+MANIFEST_FORMAT = 1  # of the dataset manifest (`data/manifest.py` builds it, `read_manifest` reads it)
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -327,6 +328,12 @@ def open_layout(root: str | os.PathLike | VOCLayout, manifest_path: str | os.Pat
         return root
     if manifest_path is None:
         return VOCLayout(root)
-    from .manifest import read_manifest
-
     return VOCLayout(root, read_manifest(manifest_path), manifest_path)
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """A dataset manifest (`data/manifest.py`), checked to be one of this format."""
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ArtifactError(f"{path} is not a dataset manifest of format {MANIFEST_FORMAT}")
+    return manifest

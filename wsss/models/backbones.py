@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-RESNET_LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
+from ..core.artifacts import ArtifactError, load_torch
+from ..core.starting_weights import OPTIONAL, RESNET_LAYERS, VGG16_CONVS, VGG_CHANNELS, fit_problems, in_layout_of_style
 
 
 def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixes: tuple[str, ...] = (),
@@ -21,9 +22,8 @@ def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixe
     """Load a torchvision state dict from a local file into `module`; every backbone tensor must match.
 
     `convert(state, path) -> state` renames another layout's tensors to torchvision's first. BatchNorm's
-    `num_batches_tracked` counters, which converted files often lack, are not required."""
-    from ..artifacts import ArtifactError, load_torch
-
+    `num_batches_tracked` counters, which converted files often lack, are not required. The check is the plan's
+    (`core.starting_weights.fit_problems`), on the tensors' shapes."""
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"weights file {path} does not exist (weights are read from disk, never downloaded "
@@ -35,17 +35,12 @@ def load_torchvision_weights(module: nn.Module, path: str | Path, ignore_prefixe
         state = convert(state, path)
     state = {key: value for key, value in state.items() if not key.startswith(ignore_prefixes)}
     own = {key: value for key, value in module.state_dict().items() if not key.startswith(ignore_prefixes)}
-    state.update({key: own[key] for key in own if key.endswith("num_batches_tracked") and key not in state})
-    missing = [key for key in own if key not in state]
-    unexpected = [key for key in state if key not in own]
-    mismatched = [key for key in own if key in state and own[key].shape != state[key].shape]
-    if missing or unexpected or mismatched:
-        raise ArtifactError(f"weights file {path} does not fit the backbone: missing {missing[:5]}, unexpected "
-                            f"{unexpected[:5]}, shape mismatch {mismatched[:5]}")
+    problems = fit_problems({key: tuple(value.shape) for key, value in state.items()},
+                            {key: tuple(value.shape) for key, value in own.items()}, ignore_prefixes)
+    if problems:
+        raise ArtifactError(f"weights file {path} does not fit the backbone: {problems}")
+    state.update({key: own[key] for key in own if key.endswith(OPTIONAL) and key not in state})
     module.load_state_dict(state, strict=not ignore_prefixes)
-
-
-VGG16_CONVS = (2, 2, 3, 3, 3)  # convolutions of VGG-16's five blocks
 
 
 class VGG16OS8(nn.Module):
@@ -61,7 +56,7 @@ class VGG16OS8(nn.Module):
             raise ValueError(f"classifier.backbone.convs must give 5 blocks of at least one convolution, got {convs}")
         layers: list[nn.Module] = []
         in_channels = 3
-        for block, (count, channels) in enumerate(zip(convs, (64, 128, 256, 512, 512))):
+        for block, (count, channels) in enumerate(zip(convs, VGG_CHANNELS)):
             channels = max(1, round(channels * width))
             dilation = 2 if block == 4 else 1
             for _ in range(count):
@@ -121,7 +116,7 @@ class ResNetOS8(nn.Module):
     DeepLab's own ResNet-101, for the COCO-pretrained weights the DeepLab-v2 papers start from: a block's
     stride on its first 1x1 convolution, the stem's max-pool padded by 1 and rounding up, the first block of
     each dilated stage dilated like the others (torchvision's keeps the previous rate there), and Caffe's input
-    (`CaffeInput`); its weights as deeplab-pytorch converts them (`deeplab_pytorch_to_torchvision`).
+    (`CaffeInput`); its weights as deeplab-pytorch converts them (`core.starting_weights.in_layout_of_style`).
     """
 
     def __init__(self, layers=(3, 4, 23, 3), width_per_group: int = 64, weights: str | None = None,
@@ -139,59 +134,14 @@ class ResNetOS8(nn.Module):
             for layer, dilation in ((net.layer3, 2), (net.layer4, 4)):  # every block dilated, the first too
                 layer[0].conv2.dilation = layer[0].conv2.padding = (dilation, dilation)
         if weights:
-            load_torchvision_weights(net, weights, ignore_prefixes=("fc.",), convert=(
-                deeplab_pytorch_to_torchvision if style == "caffe" else refuse_deeplab_pytorch))
+            load_torchvision_weights(net, weights, ignore_prefixes=("fc.",),
+                                     convert=lambda state, path: in_layout_of_style(state, style, path))
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.out_channels = 512 * Bottleneck.expansion
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(self.input(x))))))
-
-
-# deeplab-pytorch's names of a bottleneck's parts -> torchvision's
-_DEEPLAB_PYTORCH_PARTS = {"reduce.conv": "conv1", "reduce.bn": "bn1", "conv3x3.conv": "conv2", "conv3x3.bn": "bn2",
-                          "increase.conv": "conv3", "increase.bn": "bn3", "shortcut.conv": "downsample.0",
-                          "shortcut.bn": "downsample.1"}
-
-
-def is_deeplab_pytorch_state(state: dict) -> bool:
-    return "layer1.conv1.conv.weight" in state
-
-
-def deeplab_pytorch_to_torchvision(state: dict, path: Path) -> dict:
-    """A ResNet state dict in deeplab-pytorch's names (its `deeplabv1_resnet101-coco.pth`, converted from DeepLab's
-    COCO-trained init.caffemodel) renamed to torchvision's; its classifier (`fc.`, COCO's classes) is dropped."""
-    from ..artifacts import ArtifactError
-
-    if not is_deeplab_pytorch_state(state):
-        raise ArtifactError(f"weights file {path} is not in deeplab-pytorch's layout (no layer1.conv1.conv.weight), "
-                            f"which segmentation.backbone.style 'caffe' reads; torchvision's ResNet weights need "
-                            f"style 'torchvision'")
-    renamed = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if parts[0] == "fc":
-            continue
-        if parts[0] == "layer1" and parts[1] == "conv1":  # the stem
-            renamed[{"conv": "conv1", "bn": "bn1"}[parts[2]] + "." + ".".join(parts[3:])] = value
-            continue
-        stage, block = int(parts[0].removeprefix("layer")) - 1, int(parts[1].removeprefix("block")) - 1
-        part = _DEEPLAB_PYTORCH_PARTS.get(".".join(parts[2:4]))
-        if part is None or stage < 1:
-            raise ArtifactError(f"weights file {path}: unexpected tensor {key} for deeplab-pytorch's ResNet")
-        renamed[f"layer{stage}.{block}.{part}.{'.'.join(parts[4:])}"] = value
-    return renamed
-
-
-def refuse_deeplab_pytorch(state: dict, path: Path) -> dict:
-    """torchvision's layout as it is; deeplab-pytorch's (COCO-pretrained DeepLab) is refused with what to set."""
-    from ..artifacts import ArtifactError
-
-    if is_deeplab_pytorch_state(state):
-        raise ArtifactError(f"weights file {path} holds deeplab-pytorch's ResNet (DeepLab's Caffe layout, e.g. the "
-                            f"COCO-pretrained deeplabv1_resnet101-coco.pth): set segmentation.backbone.style: caffe")
-    return state
 
 
 def build_resnet(spec: dict) -> ResNetOS8:

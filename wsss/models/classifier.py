@@ -4,7 +4,7 @@ Baseline (the plain CAM network): backbone features x, an optional stack of 3x3 
 classifier applied at every location (the coarse CAM P) and global average pooling of P as the
 logits. RCA (settings `rca`) adds on the same x:
 - a projection head z and a regional memory bank (needed by both RCA modules);
-- semantic contrast (a loss, see train_classifier) when `rca.contrast`;
+- semantic contrast (a loss, see `classifier/rca_schedule.py`) when `rca.contrast`;
 - semantic aggregation when `rca.aggregation`: the fused feature is classified by a shared 1x1
   classifier into the refined map O, whose pooled logits are the main output; P stays as an
   auxiliary (coarse) head. The refined head is `rca.refined_head_convs` 3x3 conv+ReLU layers
