@@ -3,6 +3,10 @@
 # rule's `check` param as the plan is made, so the shard is made again and everything after it recomputed.
 
 
+# A shard of pseudo labels: the rule's output, and the folder its `check` param looks at.
+PSEUDO_LABEL_SHARD = f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"
+
+
 # The CAMs, the dataset and, with bg_power 'val', the choice made on val.
 rule make_pseudo_labels:
     input:
@@ -19,7 +23,7 @@ rule make_pseudo_labels:
             }
         ),
     output:
-        out=directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
+        out=directory(PSEUDO_LABEL_SHARD),
     log:
         f"{LOGS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.log",
     benchmark:
@@ -35,9 +39,7 @@ rule make_pseudo_labels:
         shard=lambda wildcards: wildcards.shard,
         num_shards=lambda wildcards: wildcards.num_shards,
         # of the wildcards only: Snakemake records no param computed from the output, and so would not compare it
-        check=lambda wildcards: folder_check(
-            f"{RESULTS}/{wildcards.experiment}/pseudo_labels/shard-{wildcards.shard}-of-{wildcards.num_shards}"
-        ),
+        check=lambda wildcards: folder_check(filled(PSEUDO_LABEL_SHARD, **wildcards)),
         code_version=code("make_pseudo_labels.py"),
     script:
         "../scripts/make_pseudo_labels.py"
