@@ -47,6 +47,7 @@ if MECHANISM:
     include: "workflow/rules/mechanism.smk"
 
 
+include: "workflow/rules/targets.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -55,14 +56,14 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        BENCHMARK_CSV,
-        BENCHMARK_MD,
-        PROVENANCE_CSV,
-        RESOLVED_CONFIG,
+        rules.results_table.output.csv,
+        rules.results_table.output.markdown,
+        rules.results_table.output.provenance,
+        rules.results_table.output.resolved_config,
         [path for experiment in RUN for path in experiment_figures(experiment)],
         [path for experiment in RUN for path in sharded_artifacts(experiment)],
         [path for experiment in RUN for path in test_archives(experiment)],
-        [f"{PRETRAIN}/figures/classifier_curve.png"] if USES_PRETRAINING else [],
+        [rules.pretrain_backbone.output.curve] if USES_PRETRAINING else [],
     localrule: True
 
 

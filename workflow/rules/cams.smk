@@ -2,11 +2,12 @@
 # split's CAMs, on which the background threshold and bg_power are chosen (tune_background); the seeds' scores.
 
 
+# The classifier's model: train_classifier's, or train_classifier_accumulating's (the same path) for an OAA experiment.
 rule extract_cams:
     input:
-        model=f"{EXP}/classifier/model.pt",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        model=rules.train_classifier.output.model,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{EXP}/cams/shard-{{shard}}-of-{{num_shards}}.h5",
     log:
@@ -33,9 +34,9 @@ rule extract_cams:
 # cam.protocol accumulated: the shards come from the maps accumulated in training, not from inference (no GPU).
 use rule extract_cams as extract_accumulated_cams with:
     input:
-        accumulated=f"{EXP}/classifier/accumulated_cams.h5",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        accumulated=rules.train_classifier_accumulating.output.accumulated,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     log:
         f"{LOGS}/extract_accumulated_cams-{{shard}}-of-{{num_shards}}.log",
     benchmark:
@@ -48,7 +49,7 @@ use rule extract_cams as extract_accumulated_cams with:
 
 rule gather_cams:
     input:
-        shards=shard_paths(f"{RESULTS}/{{experiment}}/cams/shard-{{shard}}-of-{{num_shards}}.h5", "cam"),
+        shards=shard_paths(rules.extract_cams.output.out, "cam"),  # extract_accumulated_cams': the same
     output:
         out=f"{EXP}/cams/cams.h5",
     log:
@@ -66,9 +67,9 @@ rule gather_cams:
 # from the val maps accumulated in training (extract_accumulated_val_cams).
 rule extract_val_cams:
     input:
-        model=f"{EXP}/classifier/model.pt",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        model=rules.train_classifier.output.model,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{TUNING}/cams_{VAL_SPLIT}.h5",
     log:
@@ -92,9 +93,9 @@ rule extract_val_cams:
 
 use rule extract_val_cams as extract_accumulated_val_cams with:
     input:
-        accumulated=f"{EXP}/classifier/accumulated_cams_{VAL_SPLIT}.h5",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        accumulated=rules.train_classifier_accumulating.output.accumulated_val,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     log:
         f"{LOGS}/extract_accumulated_val_cams.log",
     benchmark:
@@ -109,9 +110,9 @@ use rule extract_val_cams as extract_accumulated_val_cams with:
 # the seeds, and (pseudo_labels.bg_power 'val') the bg_power of the dense-CRF pseudo labels.
 rule tune_background:
     input:
-        cams=f"{TUNING}/cams_{VAL_SPLIT}.h5",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        cams=rules.extract_val_cams.output.out,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{TUNING}/background.json",
         figure=report(
@@ -139,10 +140,10 @@ rule tune_background:
 
 rule evaluate_cams:
     input:
-        cams=f"{EXP}/cams/cams.h5",
-        tuning=f"{TUNING}/background.json",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        cams=rules.gather_cams.output.out,
+        tuning=rules.tune_background.output.out,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{EXP}/metrics/cam_{SCORE_SPLIT}.json",
         sweep_figure=report(

@@ -3,18 +3,36 @@
 # More than one GPU (resources.classifier.gpus): the script runs itself under torchrun.
 
 
+# Every classifier training's outputs; an OAA experiment's (train_classifier_accumulating) has the accumulated CAMs too.
+CLASSIFIER_OUTPUTS = {
+    "model": f"{EXP}/classifier/model.pt",
+    "history": f"{EXP}/classifier/history.json",
+    "curve": report(
+        f"{EXP}/figures/classifier_curve.png",
+        caption="../report/classifier_curve.rst",
+        category="Classifier training",
+        subcategory="{experiment}",
+    ),
+}
+
+
+# The dataset and the starting weights: the pretrained backbone (pretrain.smk, included whenever an experiment starts
+# from it), or classifier.backbone.weights when set (checked as the plan is made), or none (random weights).
 rule train_classifier:
     input:
-        unpack(classifier_inputs),
-    output:
-        model=f"{EXP}/classifier/model.pt",
-        history=f"{EXP}/classifier/history.json",
-        curve=report(
-            f"{EXP}/figures/classifier_curve.png",
-            caption="../report/classifier_curve.rst",
-            category="Classifier training",
-            subcategory="{experiment}",
+        unpack(
+            lambda wildcards: {
+                "dataset": DATASET_FOLDER,
+                "manifest": rules.index_dataset.output.out,
+                **(
+                    {"backbone_weights": rules.pretrain_backbone.output.backbone}
+                    if starts_from_pretraining(wildcards.experiment)
+                    else starting_weights(wildcards.experiment, "classifier")
+                ),
+            }
         ),
+    output:
+        **CLASSIFIER_OUTPUTS,
     log:
         f"{LOGS}/train_classifier.log",
     benchmark:
@@ -39,14 +57,7 @@ rule train_classifier:
 # of the val split, accumulated in the same passes (for the background threshold chosen on val).
 use rule train_classifier as train_classifier_accumulating with:
     output:
-        model=f"{EXP}/classifier/model.pt",
-        history=f"{EXP}/classifier/history.json",
-        curve=report(
-            f"{EXP}/figures/classifier_curve.png",
-            caption="../report/classifier_curve.rst",
-            category="Classifier training",
-            subcategory="{experiment}",
-        ),
+        **CLASSIFIER_OUTPUTS,
         accumulated=f"{EXP}/classifier/accumulated_cams.h5",
         accumulated_val=f"{EXP}/classifier/accumulated_cams_{VAL_SPLIT}.h5",
     wildcard_constraints:

@@ -1,4 +1,6 @@
-# Names and helpers shared by every rule: paths, experiment wildcards, per-experiment settings, resources.
+# Names and helpers shared by every rule: paths, experiment wildcards, per-experiment settings, resources. A rule
+# takes another rule's output from that rule (rules.<rule>.output.<name>, after it in the include order), never by
+# spelling its path again: no helper here re-derives a rule's outputs (tests/test_rule_graph.py).
 # Only torch-free modules are imported here: Snakemake parses these files on the submitting host and again in
 # every cluster job.
 import json
@@ -103,10 +105,18 @@ def num_shards(experiment, section):
     return resolve_experiment(config, experiment)[section]["shards"]
 
 
+def filled(pattern, **wildcards):
+    """A rule's output pattern (rules.<rule>.output.<name>) with these wildcards filled, any other left for the job's
+    own: the one path expand makes of it."""
+    (path,) = expand(pattern, allow_missing=True, **wildcards)
+    return path
+
+
 def experiment_shards(pattern, experiment, section):
-    """Every shard of an experiment: `pattern` with {experiment}, {shard} and {num_shards}."""
+    """Every shard of an experiment: `pattern` (a sharded rule's output) with {experiment}, {shard} and
+    {num_shards} filled."""
     count = num_shards(experiment, section)
-    return [pattern.format(experiment=experiment, shard=k, num_shards=count) for k in range(count)]
+    return expand(pattern, experiment=experiment, shard=range(count), num_shards=count)
 
 
 def shard_paths(pattern, section):
@@ -118,27 +128,16 @@ def trains_on_ground_truth(experiment):
     return resolve_experiment(config, experiment)["segmentation"]["labels"] == "ground_truth"
 
 
-def configured_weights(experiment, section):
-    """`<section>.backbone.weights` of an experiment (None: random weights). A file that is there is checked now,
-    while Snakemake plans: one that the training could not read or load into its backbone stops the plan before
-    any job, naming the key and the file (wsss/starting_weights.py, without torch)."""
+def starting_weights(experiment, section):
+    """{"backbone_weights": `<section>.backbone.weights`} of an experiment, or {} (random weights): a training's
+    input, the config's path (a `downloads` entry's file for the VOC and COCO configs). A file that is there is
+    checked now, while Snakemake plans: one that the training could not read or load into its backbone stops the
+    plan before any job, naming the key and the file (wsss/core/starting_weights.py, without torch)."""
     backbone = resolve_experiment(config, experiment)[section]["backbone"]
-    if backbone["weights"]:
-        check_starting_weights(backbone["weights"], section, backbone)
-    return backbone["weights"]
-
-
-def segmentation_inputs(wildcards):
-    """DeepLab-v2's inputs: the labels it trains on (pseudo labels, or the true masks for an oracle), the
-    dataset and, when set, its starting weights (a missing or unusable weights file stops the run before any job)."""
-    source = "ground_truth" if trains_on_ground_truth(wildcards.experiment) else "pseudo_labels"
-    weights = configured_weights(wildcards.experiment, "segmentation")
-    return {
-        "labels": f"{RESULTS}/{wildcards.experiment}/{source}/index.txt",
-        "dataset": DATA_ROOT,
-        "manifest": MANIFEST,
-        **({"backbone_weights": weights} if weights else {}),
-    }
+    if not backbone["weights"]:
+        return {}
+    check_starting_weights(backbone["weights"], section, backbone)
+    return {"backbone_weights": backbone["weights"]}
 
 
 def starts_from_pretraining(experiment):
@@ -148,105 +147,5 @@ def starts_from_pretraining(experiment):
 USES_PRETRAINING = any(starts_from_pretraining(name) for name in RUN if not trains_on_ground_truth(name))
 
 
-def classifier_inputs(wildcards):
-    """The classifier's inputs: the dataset and its starting weights (the pretrained backbone, or
-    classifier.backbone.weights when set, checked as the plan is made, or none: random weights)."""
-    weights = (
-        PRETRAINED_BACKBONE
-        if starts_from_pretraining(wildcards.experiment)
-        else configured_weights(wildcards.experiment, "classifier")
-    )
-    return {"dataset": DATA_ROOT, "manifest": MANIFEST, **({"backbone_weights": weights} if weights else {})}
-
-
-def experiment_metrics(experiment):
-    """The metrics files of an experiment, one row of the table each (an oracle has no CAMs or pseudo labels; an
-    experiment in ABLATED has a row of its CAMs with the aggregate zeroed)."""
-    seeds_and_labels = [
-        f"{RESULTS}/{experiment}/metrics/cam_{SCORE_SPLIT}.json",
-        *([f"{RESULTS}/{experiment}/metrics/cam_no_aggregation_{SCORE_SPLIT}.json"] if experiment in ABLATED else []),
-        f"{RESULTS}/{experiment}/metrics/pseudo_label_{SCORE_SPLIT}.json",
-    ]
-    return [
-        *([] if trains_on_ground_truth(experiment) else seeds_and_labels),
-        *[f"{RESULTS}/{experiment}/metrics/segmentation_{split}.json" for split in SEGMENTATION_SPLITS],
-    ]
-
-
-def mechanism_metrics(experiment):
-    """The mechanism figures of an experiment's seeds and pseudo labels (columns of their rows in the table):
-    where the dataset has parts and the experiment has CAMs."""
-    if not MECHANISM or trains_on_ground_truth(experiment):
-        return []
-    return [f"{RESULTS}/{experiment}/metrics/mechanism_{SCORE_SPLIT}.json"]
-
-
-def experiment_figures(experiment):
-    """The figures of an experiment: the default target reaches them too, so a rerun redoes any job whose
-    outputs are missing."""
-    figures = ["segmentation_curve.png", *[f"segmentation_{split}.png" for split in SEGMENTATION_SPLITS]]
-    if not trains_on_ground_truth(experiment):
-        figures += [
-            "classifier_curve.png",
-            "cam_threshold_sweep.png",
-            "cam_overlays.png",
-            "pseudo_labels.png",
-            f"tuning_{VAL_SPLIT}.png",
-        ]
-    if TEST_SPLIT and not TEST_LABELLED:
-        figures.append(f"predictions_{TEST_SPLIT}.png")
-    return [f"{RESULTS}/{experiment}/figures/{name}" for name in figures]
-
-
-def sharded_artifacts(experiment):
-    """The CAM and pseudo-label shards of an experiment and the indexes gathered from them (an oracle has none).
-    The default target reaches them too: a reader that finds a shard damaged removes it and the index, and the
-    next plain run then makes both again, and everything after them, though the later outputs are all there."""
-    if trains_on_ground_truth(experiment):
-        return []
-    return [
-        *experiment_shards(f"{RESULTS}/{{experiment}}/cams/shard-{{shard}}-of-{{num_shards}}.h5", experiment, "cam"),
-        f"{RESULTS}/{experiment}/cams/cams.h5",
-        *experiment_shards(
-            f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", experiment, "pseudo_labels"
-        ),
-        f"{RESULTS}/{experiment}/pseudo_labels/index.txt",
-    ]
-
-
-def test_archives(experiment):
-    """The evaluation server's archive of an experiment's test predictions (none without a test split)."""
-    return [f"{RESULTS}/{experiment}/test_predictions.tar.gz"] if TEST_SPLIT and not TEST_LABELLED else []
-
-
 def tunes_bg_power(experiment):
     return resolve_experiment(config, experiment)["pseudo_labels"]["bg_power"] == "val"
-
-
-def bg_power_tuning(wildcards):
-    """With bg_power 'val': {"tuning": the choices made on val}; else nothing."""
-    return (
-        {"tuning": f"{RESULTS}/{wildcards.experiment}/tuning/background.json"}
-        if tunes_bg_power(wildcards.experiment)
-        else {}
-    )
-
-
-def pseudo_label_inputs(wildcards):
-    """The pseudo labels' inputs: the CAMs, the dataset and, with bg_power 'val', the choice made on val."""
-    return {
-        "cams": f"{RESULTS}/{wildcards.experiment}/cams/cams.h5",
-        "dataset": DATA_ROOT,
-        "manifest": MANIFEST,
-        **bg_power_tuning(wildcards),
-    }
-
-
-def training_histories():
-    """{"EXPERIMENT:STAGE": history} of each training behind a row (an oracle trains no classifier)."""
-    histories = {}
-    for experiment in RUN:
-        stages = ["segmentation"] if trains_on_ground_truth(experiment) else ["classifier", "segmentation"]
-        for stage in stages:
-            histories[f"{experiment}:{stage}"] = f"{RESULTS}/{experiment}/{stage}/history.json"
-    return histories

@@ -9,7 +9,7 @@ if config["dataset"]["source"] != "voc":
 
     rule prepare_dataset:
         input:
-            **{role: f"{DOWNLOADS}/{name}" for role, name in dataset_archives(config).items()},
+            **{role: filled(rules.download.output.out, name=name) for role, name in dataset_archives(config).items()},
         output:
             out=directory(DATA_ROOT),
         log:
@@ -28,9 +28,14 @@ if config["dataset"]["source"] != "voc":
             "../scripts/prepare_dataset.py"
 
 
+# The dataset's folder as the rules read it: prepare_dataset's output, or a VOC-layout tree read where it lies
+# (dataset.source voc), which no rule makes.
+DATASET_FOLDER = rules.prepare_dataset.output.out if config["dataset"]["source"] != "voc" else DATA_ROOT
+
+
 rule index_dataset:
     input:
-        dataset=DATA_ROOT,
+        dataset=DATASET_FOLDER,
     output:
         out=MANIFEST,
     log:

@@ -8,9 +8,9 @@
 # threshold choices, as the full CAMs get theirs on tuning/cams_val.h5.
 rule extract_cams_without_aggregation:
     input:
-        model=f"{EXP}/classifier/model.pt",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        model=rules.train_classifier.output.model,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{EXP}/mechanism/cams_no_aggregation_{{split}}.h5",
     log:
@@ -36,11 +36,11 @@ rule extract_cams_without_aggregation:
 
 rule evaluate_mechanism:
     input:
-        cams=f"{EXP}/cams/cams.h5",
-        val_cams=f"{TUNING}/cams_{VAL_SPLIT}.h5",
-        pseudo_labels=f"{EXP}/pseudo_labels/index.txt",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        cams=rules.gather_cams.output.out,
+        val_cams=rules.extract_val_cams.output.out,
+        pseudo_labels=rules.evaluate_pseudo_labels.output.index,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{EXP}/metrics/mechanism_{SCORE_SPLIT}.json",
     log:
@@ -65,12 +65,12 @@ rule evaluate_mechanism:
 
 rule evaluate_cams_without_aggregation:
     input:
-        cams=f"{EXP}/mechanism/cams_no_aggregation_{SCORE_SPLIT}.h5",
-        val_cams=f"{EXP}/mechanism/cams_no_aggregation_{VAL_SPLIT}.h5",
-        model=f"{EXP}/classifier/model.pt",
-        history=f"{EXP}/classifier/history.json",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        cams=filled(rules.extract_cams_without_aggregation.output.out, split=SCORE_SPLIT),
+        val_cams=filled(rules.extract_cams_without_aggregation.output.out, split=VAL_SPLIT),
+        model=rules.train_classifier.output.model,
+        history=rules.train_classifier.output.history,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{EXP}/metrics/cam_no_aggregation_{SCORE_SPLIT}.json",
     log:

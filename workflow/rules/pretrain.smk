@@ -1,4 +1,4 @@
-# The built-in dataset's stand-in for ImageNet weights (pretrain.images > 0, wsss/pretrain.py): a
+# The built-in dataset's stand-in for ImageNet weights (pretrain.images > 0, wsss/classifier/pretrain.py): a
 # separately generated tagged set, the plain classifier trained on it, its backbone the start of every
 # experiment's classifier.
 
@@ -17,7 +17,7 @@ use rule prepare_dataset as prepare_pretrain_dataset with:
 
 use rule index_dataset as index_pretrain_dataset with:
     input:
-        dataset=PRETRAIN_DATA_ROOT,
+        dataset=rules.prepare_pretrain_dataset.output.out,
     output:
         out=PRETRAIN_MANIFEST,
     log:
@@ -32,8 +32,8 @@ use rule index_dataset as index_pretrain_dataset with:
 
 rule pretrain_backbone:
     input:
-        dataset=PRETRAIN_DATA_ROOT,
-        manifest=PRETRAIN_MANIFEST,
+        dataset=rules.prepare_pretrain_dataset.output.out,
+        manifest=rules.index_pretrain_dataset.output.out,
     output:
         backbone=PRETRAINED_BACKBONE,
         model=f"{PRETRAIN}/classifier/model.pt",

@@ -3,11 +3,27 @@
 # rule's `check` param as the plan is made, so the shard is made again and everything after it recomputed.
 
 
+# A shard of pseudo labels: the rule's output, and the folder its `check` param looks at.
+PSEUDO_LABEL_SHARD = f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"
+
+
+# The CAMs, the dataset and, with bg_power 'val', the choice made on val.
 rule make_pseudo_labels:
     input:
-        unpack(pseudo_label_inputs),
+        unpack(
+            lambda wildcards: {
+                "cams": filled(rules.gather_cams.output.out, experiment=wildcards.experiment),
+                "dataset": DATASET_FOLDER,
+                "manifest": rules.index_dataset.output.out,
+                **(
+                    {"tuning": filled(rules.tune_background.output.out, experiment=wildcards.experiment)}
+                    if tunes_bg_power(wildcards.experiment)
+                    else {}
+                ),
+            }
+        ),
     output:
-        out=directory(f"{EXP}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}"),
+        out=directory(PSEUDO_LABEL_SHARD),
     log:
         f"{LOGS}/make_pseudo_labels-{{shard}}-of-{{num_shards}}.log",
     benchmark:
@@ -23,9 +39,7 @@ rule make_pseudo_labels:
         shard=lambda wildcards: wildcards.shard,
         num_shards=lambda wildcards: wildcards.num_shards,
         # of the wildcards only: Snakemake records no param computed from the output, and so would not compare it
-        check=lambda wildcards: folder_check(
-            f"{RESULTS}/{wildcards.experiment}/pseudo_labels/shard-{wildcards.shard}-of-{wildcards.num_shards}"
-        ),
+        check=lambda wildcards: folder_check(filled(PSEUDO_LABEL_SHARD, **wildcards)),
         code_version=code("make_pseudo_labels.py"),
     script:
         "../scripts/make_pseudo_labels.py"
@@ -33,10 +47,16 @@ rule make_pseudo_labels:
 
 rule evaluate_pseudo_labels:
     input:
-        unpack(bg_power_tuning),
-        shards=shard_paths(f"{RESULTS}/{{experiment}}/pseudo_labels/shard-{{shard}}-of-{{num_shards}}", "pseudo_labels"),
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        unpack(
+            lambda wildcards: (
+                {"tuning": filled(rules.tune_background.output.out, experiment=wildcards.experiment)}
+                if tunes_bg_power(wildcards.experiment)
+                else {}
+            )
+        ),
+        shards=shard_paths(rules.make_pseudo_labels.output.out, "pseudo_labels"),
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         index=f"{EXP}/pseudo_labels/index.txt",
         out=f"{EXP}/metrics/pseudo_label_{SCORE_SPLIT}.json",

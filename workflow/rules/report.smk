@@ -22,7 +22,7 @@ rule results_table:
         metrics=[f"{experiment}={path}" for experiment in RUN for path in experiment_metrics(experiment)],
         mechanism=[f"{experiment}={path}" for experiment in RUN for path in mechanism_metrics(experiment)],
         histories=[f"{key}={path}" for key, path in training_histories().items()],
-        benchmarks=[f"{experiment}={RESULTS}/{experiment}/benchmarks" for experiment in RUN]
+        benchmarks=[f"{experiment}={filled(BENCHMARKS, experiment=experiment)}" for experiment in RUN]
         + ([f"pretrain={PRETRAIN}/benchmarks"] if USES_PRETRAINING else []),
         code_version=code("results_table.py"),
     script:

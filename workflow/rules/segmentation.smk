@@ -5,8 +5,8 @@
 
 rule index_ground_truth:
     input:
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         out=f"{EXP}/ground_truth/index.txt",
     log:
@@ -33,9 +33,25 @@ MADE_FROM_THE_SEGMENTATION_MODEL = [
 ]
 
 
+# The labels DeepLab-v2 trains on (the pseudo labels, or the true masks for an oracle), the dataset and, when set,
+# its starting weights (a missing or unusable weights file stops the run before any job).
 rule train_segmentation:
     input:
-        unpack(segmentation_inputs),
+        unpack(
+            lambda wildcards: {
+                "labels": filled(
+                    (
+                        rules.index_ground_truth.output.out
+                        if trains_on_ground_truth(wildcards.experiment)
+                        else rules.evaluate_pseudo_labels.output.index
+                    ),
+                    experiment=wildcards.experiment,
+                ),
+                "dataset": DATASET_FOLDER,
+                "manifest": rules.index_dataset.output.out,
+                **starting_weights(wildcards.experiment, "segmentation"),
+            }
+        ),
     output:
         model=f"{EXP}/segmentation/model.pt",
         history=f"{EXP}/segmentation/history.json",
@@ -66,9 +82,9 @@ rule train_segmentation:
 # Scored on the val split (the tuning split) and, when it is labelled, on the held-out test split.
 rule evaluate_segmentation:
     input:
-        model=f"{EXP}/segmentation/model.pt",
-        dataset=DATA_ROOT,
-        manifest=MANIFEST,
+        model=rules.train_segmentation.output.model,
+        dataset=DATASET_FOLDER,
+        manifest=rules.index_dataset.output.out,
     output:
         predictions=directory(f"{EXP}/segmentation/predictions_{{split}}"),
         out=f"{EXP}/metrics/segmentation_{{split}}.json",
@@ -103,9 +119,9 @@ if not TEST_LABELLED:
 
     rule predict_test:
         input:
-            model=f"{EXP}/segmentation/model.pt",
-            dataset=DATA_ROOT,
-            manifest=MANIFEST,
+            model=rules.train_segmentation.output.model,
+            dataset=DATASET_FOLDER,
+            manifest=rules.index_dataset.output.out,
         output:
             predictions=directory(f"{EXP}/segmentation/predictions_{TEST_SPLIT}"),
             archive=f"{EXP}/test_predictions.tar.gz",
