@@ -121,7 +121,7 @@ def test_the_table_has_the_mechanism_figures_and_the_ablated_row(audited_rca_run
     attention = ablated_metrics["attention"]
     assert attention["ready"] and attention["split"] == "train" and attention["body"]["cells"] > 0, attention
     assert 0.0 <= attention["body"]["own_class_attention"] <= 1.0
-    classes = len(open_layout(workdir / "resources/tiny").class_names)
+    classes = open_layout(workdir / "resources/tiny").num_foreground
     assert attention["body"]["uniform_attention"] == pytest.approx(1 / classes)
     assert f"attention on their class's centroids {attention['body']['own_class_attention']:.3f}" in ablated["detail"]
 
