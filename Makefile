@@ -66,7 +66,7 @@ check: install
 	$(BIN)/python -m wsss.core.config $(CONFIG)
 
 test: install
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=15
 
 lint: install
 	$(BIN)/snakemake --lint
