@@ -6,7 +6,7 @@
 #                  experiment), then mean, spread and paired 95 % intervals of the gaps to cam
 #   make tiny      every stage on config/tiny.yaml (a few minutes; its numbers mean nothing)
 #   make check CONFIG=config/my.yaml   check a config file (file, YAML syntax with line, schema) before a run
-#   make lint      snakemake --lint, and snakefmt --check on the Snakefile and workflow/rules
+#   make lint      snakemake --lint, and snakefmt --check on workflow/ (Snakefile, rules)
 #   make bench     speed of the heavy parts on this machine (bench/speed.py; VOC sizes with a GPU, reduced without)
 #   make gate [SEEDS=...]  the built-in data's gate from the baseline of runs/seedK (bench/gate.py), after make seeds
 #   make report [CONFIG=...]   results/report.html: the table, provenance, config and captioned figures of a run
@@ -70,7 +70,7 @@ test: install
 
 lint: install
 	$(BIN)/snakemake --lint
-	$(BIN)/snakefmt --check Snakefile workflow/
+	$(BIN)/snakefmt --check workflow/
 
 clean:
 	rm -rf results resources runs .snakemake

@@ -73,7 +73,7 @@ def write_manifest(workdir: Path, root: Path) -> None:
 
 
 def dry_run(workdir: Path) -> tuple[float, dict[str, int]]:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
                str(workdir), "--configfile", str(REPO / "config/voc2012_nosal.yaml"), "--dry-run", "--quiet", "rules"]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)

@@ -37,7 +37,7 @@ def no_slurm_controller() -> str:
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 1200,
-              snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
+              snakefile: Path = REPO / "workflow" / "Snakefile") -> subprocess.CompletedProcess:
     """Run the workflow (or another Snakefile) in `workdir` on 2 cores (a subprocess, as a user would), locally (no
     SLURM)."""
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory",

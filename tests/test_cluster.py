@@ -44,7 +44,7 @@ def rule_of(record: dict) -> str:
 def test_the_tiny_config_runs_through_sbatch_with_gpus_where_they_belong(cluster, tiny_run, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_run")
     shutil.copytree(REPO / "slurm", workdir / "slurm")  # `snakemake --profile slurm` from where the profile is
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile", "slurm",
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--profile", "slurm",
                "--configfile", str(TINY_CONFIG), "--slurm-init-seconds-before-status-checks", "2"]
     before = {record["JobId"] for record in job_records()}
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1800,

@@ -19,7 +19,7 @@ def host_project(folder: Path, use_rule: str = "use rule * from rca") -> Path:
     (folder / "Snakefile").write_text(
         'configfile: "config/rca.yaml"\n\n\n'
         "module rca:\n"
-        f"    snakefile:\n        {str(REPO / 'Snakefile')!r}\n"
+        f"    snakefile:\n        {str(REPO / 'workflow' / 'Snakefile')!r}\n"
         "    config:\n        config\n\n\n"
         f"{use_rule}\n"
     )

@@ -219,7 +219,7 @@ def kill_tree(process: subprocess.Popen) -> None:
 
 def run_until(workdir: Path, patterns: list[str], env: dict) -> str:
     """Start the workflow (resuming what is incomplete) and SIGKILL it once a path matches; return that path."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
                str(workdir), "--cores", "2", "--configfile", str(TINY_CONFIG), "--rerun-incomplete"]
     with open(workdir / "run.log", "a") as log:
         process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=log, start_new_session=True,

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import REPO
 
-SOURCES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+SOURCES = [REPO / "workflow" / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 RULE = re.compile(r"^(\s*)(?:rule|checkpoint) (\w+):\s*$")
 USE_RULE = re.compile(r"^(\s*)use rule (\w+) as (\w+) with:\s*$")
 SECTION = re.compile(r"^(\s*)(input|output):\s*(.*)$")
