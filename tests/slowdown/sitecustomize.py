@@ -1,4 +1,4 @@
-"""Test helper, on PYTHONPATH only in tests: every atomic write of the pipeline takes a second longer, so that a
+"""Test helper, on PYTHONPATH only in tests: every atomic write of the pipeline takes half a second longer, so that a
 test can SIGKILL a job while a stage is under way (its temporary file exists, or just after a checkpoint)."""
 
 import importlib.abc
@@ -6,7 +6,7 @@ import importlib.util
 import sys
 import time
 
-DELAY_SECONDS = 0.5
+DELAY_SECONDS = 0.25
 
 
 class _SlowCommits(importlib.abc.MetaPathFinder):
