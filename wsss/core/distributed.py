@@ -7,6 +7,7 @@ and the contrast loss must be normalised by the global number of images, not the
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -39,7 +40,16 @@ def init_from_environment() -> bool:
                                f"{torch.cuda.device_count()} visible")
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    # Left to the interpreter's teardown, the process group's threads can outlive it: a rank that finished its
+    # work then aborts ("terminate called without an active exception", SIGABRT) and torchrun fails the job.
+    atexit.register(leave_process_group)
     return True
+
+
+def leave_process_group() -> None:
+    """Destroy the process group this process joined, if it still exists (at exit)."""
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def wrap_distributed(model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = True):
