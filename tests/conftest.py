@@ -1,3 +1,4 @@
+import csv
 import functools
 import os
 import shutil
@@ -54,6 +55,12 @@ def tiny_run(tmp_path_factory) -> Path:
     result = snakemake(workdir, "--configfile", str(TINY_CONFIG))
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
+
+
+def table_rows(run: Path) -> list[dict]:
+    """The rows of a run's results/benchmark.csv."""
+    with open(run / "results/benchmark.csv") as handle:
+        return list(csv.DictReader(handle))
 
 
 def copy_run(run: Path, destination: Path) -> Path:

@@ -4,7 +4,6 @@ GPU and CPU stages do not, and its rows of the table equal a local run's. Skippe
 .ci/run installs it under CI=true."""
 
 import contextlib
-import csv
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG
+from conftest import REPO, TINY_CONFIG, table_rows
 from slurm_cluster import SlurmUnavailable, job_records, single_node_cluster
 
 # The tiny config's `cam` experiment (every kind of stage, half the jobs of the whole config: the SLURM plugin's
@@ -77,10 +76,6 @@ def test_the_tiny_config_runs_through_sbatch_with_gpus_where_they_belong(cluster
     # the experiment's rows of the table are the local run's (which ran every experiment)
     assert table_rows(workdir) == [row for row in table_rows(tiny_run) if row["experiment"] == EXPERIMENT]
 
-
-def table_rows(run) -> list[dict]:
-    with open(run / "results/benchmark.csv") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_the_profile_holds_the_keys_a_cluster_without_accounting_needs():

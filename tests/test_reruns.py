@@ -1,7 +1,6 @@
 """Trustworthy reruns: a resume never reuses stale work, a kill anywhere resumes to the same numbers, a run that
 diverges stops, and a failed or damaged step is redone by the next plain run."""
 
-import csv
 import json
 import os
 import signal
@@ -17,7 +16,8 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, TINY_CONFIG, Killed, copy_run, kill_after_first_checkpoint, snakemake, tiny_settings
+from conftest import (REPO, TINY_CONFIG, Killed, copy_run, kill_after_first_checkpoint, snakemake, table_rows,
+                      tiny_settings)
 from wsss.core.guards import NonFiniteError
 
 
@@ -256,10 +256,6 @@ def test_killed_in_every_stage_and_resumed_the_benchmark_is_the_uninterrupted_on
     assert table_rows(workdir) == [row for row in table_rows(tiny_run) if row["experiment"] == KILLED_EXPERIMENT]
     assert not list(workdir.glob("results/**/.*.tmp-*")) and not list(workdir.rglob("last.pt*"))
 
-
-def table_rows(run: Path) -> list[dict]:
-    with open(run / "results/benchmark.csv") as handle:
-        return list(csv.DictReader(handle))
 
 
 def config_with(path: Path, **sections) -> Path:
