@@ -54,7 +54,7 @@ from wsss.classifier.train import make_optimizer as classifier_optimizer  # noqa
 from wsss.classifier.train import train_one_epoch  # noqa: E402
 from wsss.core.config import load_config, resolve_experiment, section_defaults  # noqa: E402
 from wsss.core.guards import FiniteGuard  # noqa: E402
-from wsss.core.runtime import device_bf16_support, grad_scaler, memory_format  # noqa: E402
+from wsss.core.compute import device_bf16_support, grad_scaler, memory_format  # noqa: E402
 from wsss.models.classifier import build_classifier  # noqa: E402
 from wsss.models.deeplab import build_deeplab  # noqa: E402
 from wsss.pseudo_labels.crf import dense_crf  # noqa: E402
@@ -352,7 +352,7 @@ def store_figures(settings: dict, folder: str | None = None) -> dict[str, float]
 
 
 def bf16_answer(support: dict) -> str:
-    """The device's bf16 support (runtime.bf16_support) as printed beside the bf16 figures, which depend on it:
+    """The device's bf16 support (compute.bf16_support) as printed beside the bf16 figures, which depend on it:
     x0.03 to x0.08 of fp32 on an AVX2-only CPU, x1.4 to x1.9 on one with AVX-512 BF16 or AMX."""
     return "native bf16: " + {True: "yes", False: "no", None: "unknown"}[support["native"]]
 

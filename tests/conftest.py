@@ -16,7 +16,7 @@ def pytest_configure(config):
     """The tests run in the pipeline's deterministic mode, as every stage does."""
     import torch
 
-    from wsss.core.runtime import configure_compute
+    from wsss.core.compute import configure_compute
 
     configure_compute({"threads": torch.get_num_threads(), "deterministic": True})
 

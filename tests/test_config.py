@@ -117,16 +117,16 @@ def test_stage_scripts_take_json_settings_or_a_config_file(tmp_path):
     from wsss.core.rules import rule_settings
 
     config_path = REPO / "config" / "config.yaml"
-    parser = stage_parser("test", ("cam",))
+    parser = stage_parser("test", ("cam",), uses_torch=True)
     _, from_file = parse_stage_args(parser, argv=["--config", str(config_path)])
     text = rule_settings(load_config(config_path), "cam", "cam")
     # what changes numbers reruns a rule (threads included); the loader workers do not
     assert json.loads(text)["compute"] == {"device": "auto", "threads": 1, "deterministic": True, "precision": "fp32",
                                            "channels_last": False}
-    _, from_json = parse_stage_args(stage_parser("test", ("cam",)), argv=["--settings", text])
+    _, from_json = parse_stage_args(stage_parser("test", ("cam",), uses_torch=True), argv=["--settings", text])
     assert from_json["cam"] == from_file["cam"] and from_json["seed"] == from_file["seed"]
     assert from_json["compute"]["loader_workers"] == 4  # schema default when --compute does not give it
-    _, with_compute = parse_stage_args(stage_parser("test", ("cam",)), argv=
+    _, with_compute = parse_stage_args(stage_parser("test", ("cam",), uses_torch=True), argv=
                                        ["--settings", text, "--compute", '{"device": "cpu"}'])
     assert with_compute["compute"]["device"] == "cpu" and with_compute["compute"]["threads"] == 1
 
@@ -162,7 +162,7 @@ def test_the_bg_power_candidates_rerun_no_pseudo_labels_made_at_a_fixed_power():
     assert settings(bg_power=3.0) != settings()
     assert settings(bg_power="val") != settings()
     assert "bg_powers" not in json.loads(settings())["pseudo_labels"]
-    _, parsed = parse_stage_args(stage_parser("test", ("pseudo_labels", "crf")), argv=["--settings", settings()])
+    _, parsed = parse_stage_args(stage_parser("test", ("pseudo_labels", "crf"), uses_torch=True), argv=["--settings", settings()])
     assert parsed["pseudo_labels"]["bg_power"] == 2.0 and parsed["pseudo_labels"]["mode"] == "crf"
 
 

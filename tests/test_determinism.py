@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from wsss.core.runtime import compute_switches, configure_compute
+from wsss.core.compute import compute_switches, configure_compute
 from wsss.models.ops import cross_entropy_sum, resize_bilinear, segment_sum, select_rows
 from wsss.models.rca import RegionMemoryBank, bank_partners, semantic_contrast_loss
 

@@ -117,7 +117,7 @@ def test_ddp_training_keeps_weights_and_banks_identical_and_rank0_writes(tiny_da
 
 
 def deeplab_worker(rank, world, port, dataset, out_dir, settings):
-    from wsss.core.runtime import configure_compute
+    from wsss.core.compute import configure_compute
     from wsss.data.voc import VOCLayout
     from wsss.segmentation.train import train_segmentation
 
@@ -198,7 +198,7 @@ def train_with_fixed_statistics(module: torch.nn.Module, mode: bool = True) -> t
 
 def classifier_worker(rank, world, port, dataset, out_dir, settings):
     from wsss.classifier.train import train_classifier
-    from wsss.core.runtime import configure_compute
+    from wsss.core.compute import configure_compute
     from wsss.models.rca import ProjectionHead
 
     # the projection head's BatchNorm would normalise each process's half batch by its own statistics on the CPU

@@ -9,7 +9,7 @@ from wsss.cams.extract import multiscale_cams
 from wsss.classifier.rca_schedule import refresh_centroids
 from wsss.classifier.train import train_one_epoch
 from wsss.core.guards import FiniteGuard, NonFiniteError
-from wsss.core.runtime import autocast, grad_scaler
+from wsss.core.compute import autocast, grad_scaler
 from wsss.models.classifier import build_classifier
 from wsss.models.deeplab import build_deeplab
 from wsss.models.rca import RegionMemoryBank, bank_partners, contrast_loss_per_query, semantic_contrast_loss
@@ -141,7 +141,7 @@ NEOVERSE_V2 = "processor\t: 0\nFeatures\t: fp asimd sve sve2 bf16 i8mm\n"
 
 
 def test_native_bf16_is_told_from_the_cpu_flags_or_from_cuda():
-    from wsss.core.runtime import bf16_support, cpu_flags
+    from wsss.core.compute import bf16_support, cpu_flags
 
     assert bf16_support("cpu", cpu_flags(AVX2_ONLY), None) == {
         "native": False, "evidence": "no avx512_bf16/amx_bf16 in /proc/cpuinfo flags"}
@@ -153,7 +153,7 @@ def test_native_bf16_is_told_from_the_cpu_flags_or_from_cuda():
 
 
 def test_bf16_without_native_support_is_warned_of_naming_the_cause():
-    from wsss.core.runtime import bf16_support, bf16_warning, cpu_flags
+    from wsss.core.compute import bf16_support, bf16_warning, cpu_flags
 
     without = bf16_support("cpu", cpu_flags(AVX2_ONLY), None)
     native = bf16_support("cpu", cpu_flags(SAPPHIRE_RAPIDS), None)
@@ -170,17 +170,17 @@ def test_bf16_without_native_support_is_warned_of_naming_the_cause():
 @pytest.mark.parametrize("cpuinfo, warned", [(AVX2_ONLY, True), (SAPPHIRE_RAPIDS, False)])
 def test_a_job_asking_for_bf16_is_warned_when_its_compute_settings_are_applied(monkeypatch, caplog, cpuinfo, warned):
     """configure_compute is what every stage calls at its start (wsss/core/cli.py), before its `compute switches` line."""
-    import wsss.core.runtime as runtime
+    import wsss.core.compute as compute
 
-    read_flags = runtime.cpu_flags
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: read_flags(cpuinfo))
+    read_flags = compute.cpu_flags
+    monkeypatch.setattr(compute, "cpu_flags", lambda: read_flags(cpuinfo))
     threads = torch.get_num_threads()
     try:
         for precision in ("fp32", "bf16"):
-            runtime.configure_compute({"threads": threads, "deterministic": True, "device": "cpu",
+            compute.configure_compute({"threads": threads, "deterministic": True, "device": "cpu",
                                        "precision": precision})
     finally:
-        runtime.configure_compute({"threads": threads, "deterministic": True})
+        compute.configure_compute({"threads": threads, "deterministic": True})
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert [message.startswith("compute.precision bf16 on a CPU without native bf16") for message in warnings] == (
         [True] if warned else [])

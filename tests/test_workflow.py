@@ -14,8 +14,9 @@ import yaml
 from conftest import REPO, TINY_CONFIG, snakemake
 
 # the rules whose scripts run torch, and so must apply the compute settings (deterministic mode, threads)
-TORCH_RULES = ("prepare_dataset", "pretrain_backbone", "train_classifier", "extract_cams", "extract_val_cams",
-               "evaluate_cams", "make_pseudo_labels", "train_segmentation", "evaluate_segmentation")
+TORCH_RULES = ("pretrain_backbone", "train_classifier", "extract_cams", "extract_val_cams", "train_segmentation",
+               "evaluate_segmentation")
+TORCH_FREE_RULES = ("prepare_dataset", "evaluate_cams", "tune_background", "make_pseudo_labels")
 
 
 @pytest.mark.slow
@@ -122,9 +123,15 @@ def test_an_oaa_experiment_tunes_its_threshold_on_val_maps_accumulated_as_its_tr
 
 @pytest.mark.slow
 def test_every_torch_stage_ran_in_deterministic_mode_and_records_how(tiny_run):
+    """... and the stages without torch never loaded it (they say so where the others log torch's switches)."""
     logs = {path: path.read_text() for path in tiny_run.glob("results/**/logs/*.log")}
     torch_logs = [path for path in logs if path.stem.split("-")[0] in TORCH_RULES]
     assert {path.stem.split("-")[0] for path in torch_logs} == set(TORCH_RULES)
+    torch_free_logs = [path for path in logs if path.stem.split("-")[0] in TORCH_FREE_RULES]
+    assert {path.stem.split("-")[0] for path in torch_free_logs} == set(TORCH_FREE_RULES)
+    for path in torch_free_logs:
+        assert 'compute switches: {"torch": "torch not used by this stage"}' in logs[path], path
+    assert not [path for path, text in logs.items() if "declared without torch" in text]
     for path in torch_logs:
         match = re.search(r"compute switches: (\{.*\})", logs[path])
         assert match, f"{path} does not log its compute switches"

@@ -19,7 +19,8 @@ for the shell; docs/architecture.md draws the rooms, their imports and the artif
                         gate (the built-in data's measurements), results_table, figures, seeds (several seeds
                         summarised)
     core/               the infrastructure every stage uses, importing no stage: artifacts, checkpoint,
-                        guards, runtime, distributed, config, code_version, provenance, cli, and the torch-free
+                        guards, runtime (torch-free) and compute (a torch stage's device and switches),
+                        distributed, config, code_version, provenance, cli, and the torch-free
                         helpers of the Snakemake rules (rules, starting_weights, torch_file)
 """
 

@@ -9,7 +9,7 @@ from wsss.data.voc import open_layout
 from wsss.evaluation.evaluate import evaluate_cams
 from wsss.evaluation.figures import cam_overlays, plot_threshold_sweep
 
-parser = stage_parser(__doc__, ("cam",))
+parser = stage_parser(__doc__, ("cam",), uses_torch=False)
 parser.add_argument("--cams", required=True, help="CAM index (.h5)")
 parser.add_argument("--tuning", help="the choices made on val (tune_background's .json); none: the oracle threshold")
 parser.add_argument("--dataset", required=True)

@@ -12,7 +12,7 @@ from wsss.data.voc import open_layout
 from wsss.evaluation.attention import measure_attention
 from wsss.evaluation.mechanism import aggregation_epochs, evaluate_ablated_cams
 
-parser = stage_parser(__doc__, ("cam", "mechanism"))
+parser = stage_parser(__doc__, ("cam", "mechanism"), uses_torch=True)
 parser.add_argument("--cams", required=True, help="the ablated CAMs of the scored split (.h5)")
 parser.add_argument("--val-cams", required=True, help="the ablated CAMs of the val split (.h5)")
 parser.add_argument("--model", required=True, help="the trained classifier (model.pt): its attention is measured")

@@ -9,7 +9,7 @@ from wsss.core.runtime import log
 from wsss.data.voc import open_layout
 from wsss.evaluation.mechanism import measure_mechanism
 
-parser = stage_parser(__doc__, ("mechanism",))
+parser = stage_parser(__doc__, ("mechanism",), uses_torch=False)
 parser.add_argument("--cams", required=True, help="CAM index of the training split (.h5)")
 parser.add_argument("--val-cams", required=True, help="CAMs of the val split (.h5): the threshold is found there")
 parser.add_argument("--pseudo-labels", required=True, help="pseudo-label index (index.txt)")

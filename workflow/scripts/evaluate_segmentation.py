@@ -12,7 +12,7 @@ from wsss.evaluation.evaluate import evaluate_label_maps
 from wsss.evaluation.figures import label_grid
 from wsss.segmentation.predict import predict, prediction_scales
 
-parser = stage_parser(__doc__, ("segmentation",))
+parser = stage_parser(__doc__, ("segmentation",), uses_torch=True)
 parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")
 parser.add_argument("--dataset", required=True)
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")

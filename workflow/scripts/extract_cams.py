@@ -6,7 +6,7 @@ from wsss.cams.extract import ABLATIONS, extract_accumulated_cams, extract_cams
 from wsss.core.cli import parse_stage_args, stage_parser
 from wsss.data.voc import open_layout
 
-parser = stage_parser(__doc__, ("cam",))
+parser = stage_parser(__doc__, ("cam",), uses_torch=True)
 parser.add_argument("--model", help="trained classifier (.pt), for cam.protocol inference")
 parser.add_argument("--accumulated", help="CAMs accumulated in training (.h5), for cam.protocol accumulated")
 parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")

@@ -7,7 +7,7 @@ from wsss.core.cli import parse_stage_args, stage_parser
 from wsss.data.voc import open_layout
 from wsss.pseudo_labels.make import make_pseudo_labels, with_bg_power
 
-parser = stage_parser(__doc__, ("pseudo_labels", "crf"))
+parser = stage_parser(__doc__, ("pseudo_labels", "crf"), uses_torch=False)
 parser.add_argument("--cams", required=True, help="CAM index (.h5)")
 parser.add_argument("--tuning", help="the choices made on val (tune_background's .json), for bg_power 'val'")
 parser.add_argument("--dataset", required=True)

@@ -10,7 +10,7 @@ from wsss.data.voc import open_layout
 from wsss.evaluation.figures import label_grid
 from wsss.segmentation.predict import archive_predictions, predict
 
-parser = stage_parser(__doc__, ("segmentation",))
+parser = stage_parser(__doc__, ("segmentation",), uses_torch=True)
 parser.add_argument("--model", required=True, help="trained DeepLab-v2 (.pt)")
 parser.add_argument("--dataset", required=True)
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")

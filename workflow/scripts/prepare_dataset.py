@@ -12,7 +12,7 @@ from wsss.core.runtime import log, progress
 
 ROLES = sorted({role for needed, optional in ARCHIVE_ROLES.values() for role in needed + optional})
 
-parser = stage_parser(__doc__, ("dataset",))
+parser = stage_parser(__doc__, ("dataset",), uses_torch=False)
 parser.add_argument("--out", required=True, help="dataset root to create (must not exist)")
 for role in ROLES:
     parser.add_argument(f"--{role.replace('_', '-')}", help=f"the downloaded archive of role {role!r}")

@@ -8,7 +8,7 @@ from wsss.core.distributed import rank
 from wsss.data.voc import open_layout
 from wsss.evaluation.figures import plot_curves
 
-parser = stage_parser(__doc__, ("classifier",), distributed_script="train_classifier.py")
+parser = stage_parser(__doc__, ("classifier",), uses_torch=True, distributed_script="train_classifier.py")
 parser.add_argument("--dataset", required=True, help="dataset root (VOC layout)")
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--split", default="train")

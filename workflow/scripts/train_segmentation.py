@@ -13,7 +13,7 @@ from wsss.evaluation.figures import plot_curves
 from wsss.pseudo_labels.store import read_label_index
 from wsss.segmentation.train import train_segmentation
 
-parser = stage_parser(__doc__, ("segmentation",), distributed_script="train_segmentation.py")
+parser = stage_parser(__doc__, ("segmentation",), uses_torch=True, distributed_script="train_segmentation.py")
 parser.add_argument("--dataset", required=True)
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")
 parser.add_argument("--labels", required=True, help="label index: NAME PATH SHA256 lines")

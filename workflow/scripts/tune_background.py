@@ -9,7 +9,7 @@ from wsss.data.voc import open_layout
 from wsss.evaluation.figures import plot_background_tuning
 from wsss.evaluation.tuning import tune_background
 
-parser = stage_parser(__doc__, ("cam", "pseudo_labels", "crf"))
+parser = stage_parser(__doc__, ("cam", "pseudo_labels", "crf"), uses_torch=False)
 parser.add_argument("--cams", required=True, help="CAMs of the val split (.h5)")
 parser.add_argument("--dataset", required=True)
 parser.add_argument("--manifest", help="the dataset's manifest (files checked against it)")

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..core.checkpoint import load_trained_model
-from ..core.runtime import autocast, log, memory_format, progress, select_device
+from ..core.compute import autocast, memory_format, select_device
+from ..core.runtime import log, progress
 from ..data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from ..data.voc import VOCLayout, open_layout, shard_names
 from ..models.classifier import CAMClassifier, build_classifier

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..cams.store import CamWriter, cam_names, read_cams
-from ..core.runtime import autocast, memory_format
+from ..core.compute import autocast, memory_format
 from ..data.datasets import ClassificationDataset
 from ..models.classifier import CAMClassifier
 

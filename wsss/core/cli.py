@@ -10,15 +10,17 @@ A stage script runs in two ways with one argument parser:
 
     python workflow/scripts/train_classifier.py --config config/config.yaml --experiment cam ...
 
-A job's log starts with where it runs (host, GPUs, the scheduler's variables); every stage applies
-the compute settings (threads, deterministic mode) before any work and logs them; `run_record()`
-returns both for the stage's outputs. The scripts write it with their outputs or pass it to the package's
+A job's log starts with where it runs (host, GPUs, the scheduler's variables). A stage that computes with
+torch (`stage_parser(uses_torch=True)`) applies the compute settings (threads, deterministic mode) before any
+work and logs torch's switches; the other stages never import torch (its import costs seconds per job, about
+20 jobs of every run) and log that instead. `run_record()` returns both for the stage's outputs. The scripts write it with their outputs or pass it to the package's
 functions as an argument (`run_record=`): the package itself never imports this module.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shlex
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from .config import load_config, result_compute, section_defaults, stage_settings
 from .provenance import provenance
-from .runtime import configure_compute, job_environment, log, select_device, setup_logging
+from .runtime import job_environment, log, setup_logging
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
 _RUN_RECORD: dict = {}
@@ -40,9 +42,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def stage_parser(description: str, sections: tuple[str, ...], distributed_script: str | None = None
-                 ) -> argparse.ArgumentParser:
-    """A stage's parser; `distributed_script` (its file name) marks a training stage that can run under torchrun."""
+def stage_parser(description: str, sections: tuple[str, ...], *, uses_torch: bool,
+                 distributed_script: str | None = None) -> argparse.ArgumentParser:
+    """A stage's parser. `uses_torch` marks a stage that computes with torch (its compute settings are applied to
+    torch before its work); `distributed_script` (its file name) a training stage that can run under torchrun."""
     parser = base_parser(description)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--settings", help="the stage's settings as JSON (as the workflow passes them)")
@@ -50,7 +53,7 @@ def stage_parser(description: str, sections: tuple[str, ...], distributed_script
     parser.add_argument("--experiment", default="cam", help="experiment whose overrides apply (with --config)")
     parser.add_argument("--compute", help="compute settings as JSON, over the settings' (e.g. '{\"device\": \"cpu\"}')")
     parser.add_argument("--threads", type=int, default=1, help="cores this job may use (CRF processes)")
-    parser.set_defaults(sections=sections, distributed_script=distributed_script)
+    parser.set_defaults(sections=sections, uses_torch=uses_torch, distributed_script=distributed_script)
     return parser
 
 
@@ -150,13 +153,33 @@ def parse_stage_args(parser: argparse.ArgumentParser, job=None, argv=None) -> tu
     missing = [section for section in args.sections if section not in settings]
     if missing:
         parser.error(f"settings lack the section(s) {', '.join(missing)}")
-    switches = configure_compute(compute)
+    switches, device = apply_compute(compute, parser.get_default("uses_torch"))
     _RUN_RECORD.clear()
     _RUN_RECORD.update(code_version=args.code_version, compute=result_compute(compute), switches=switches,
-                       environment=job_environment(),
-                       provenance=provenance(settings, str(select_device(compute["device"]))))
+                       environment=job_environment(), provenance=provenance(settings, device))
     log.info("compute switches: %s", json.dumps(switches, sort_keys=True))
     return args, settings
+
+
+TORCH_NOT_USED = "torch not used by this stage"
+
+
+def apply_compute(compute: dict, uses_torch: bool) -> tuple[dict, str]:
+    """Apply the compute settings to torch in a torch stage; return the switches as torch reports them and the
+    device it computes on. A stage without torch computes on the CPU, and is told at exit if it loaded torch after
+    all (then its threads and deterministic mode were never set)."""
+    if not uses_torch:
+        atexit.register(warn_if_torch_was_loaded)
+        return {"torch": TORCH_NOT_USED}, "cpu"
+    from .compute import configure_compute, select_device
+
+    return configure_compute(compute), str(select_device(compute["device"]))
+
+
+def warn_if_torch_was_loaded() -> None:
+    if "torch" in sys.modules:
+        log.warning("this stage was declared without torch (stage_parser(uses_torch=False)) but loaded it: its "
+                    "compute settings were not applied to torch; declare it uses_torch=True")
 
 
 def run_record() -> dict:

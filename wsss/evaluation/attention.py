@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..cams.extract import load_classifier
-from ..core.runtime import autocast, progress, select_device
+from ..core.compute import autocast, select_device
+from ..core.runtime import progress
 from ..data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from ..data.parts import decode_parts
 from ..data.voc import IGNORE_INDEX, open_layout

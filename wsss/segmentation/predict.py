@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from ..core.artifacts import atomic_directory, atomic_file
 from ..core.checkpoint import load_trained_model
-from ..core.runtime import autocast, forked_pool, memory_format, progress, select_device
+from ..core.compute import autocast, memory_format, select_device
+from ..core.runtime import forked_pool, progress
 from ..data.datasets import InferenceDataset, collate_inference, image_sizes, size_grouped_batches
 from ..data.voc import VOCLayout, open_layout, write_label_png
 from ..models.deeplab import DeepLabV2, build_deeplab

@@ -23,7 +23,8 @@ from ..core.code_version import code_version
 from ..core.config import derive_seed, result_compute
 from ..core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
 from ..core.guards import FiniteGuard
-from ..core.runtime import autocast, grad_scaler, log, memory_format, progress, seed_everything, select_device
+from ..core.compute import autocast, grad_scaler, memory_format, seed_everything, select_device
+from ..core.runtime import log, progress
 from ..data.datasets import SegmentationDataset, pass_loader, seeded_batches
 from ..data.voc import IGNORE_INDEX, VOCLayout, open_layout
 from ..models.deeplab import DeepLabV2, build_deeplab
