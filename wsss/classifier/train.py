@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ..core.artifacts import save_torch, write_json
-from ..core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
+from ..core.checkpoint import (load_checkpoint, remove_checkpoints, restore_training_state, save_checkpoint,
+                               training_state, weights_sha256)
 from ..core.code_version import code_version
 from ..core.config import derive_seed, result_compute
 from ..core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
@@ -199,10 +200,7 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
     accumulated = {role: {} for role in accumulating_sets}
     state = load_checkpoint(checkpoint_path, fingerprint, device)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
+        restore_training_state(state, model, optimizer, scaler)
         if measuring_purity:
             model.bank.purity.copy_(state["bank_purity"])
         history, start_epoch = state["history"], state["epoch"] + 1
@@ -247,8 +245,7 @@ def train_classifier(dataset: str | Path | VOCLayout, split: str, settings: dict
             accumulate_cams(model, images, accumulated[role], train_settings["accumulate_threshold"],
                             train_settings["batch_size"], device, compute, settings["compute"]["loader_workers"])
             write_accumulated(accumulated[role], images.tags, checkpoint)  # before last.pt: kept in step
-        save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
+        save_checkpoint({"epoch": epoch, **training_state(model, optimizer, scaler), "history": history,
                          **({"bank_purity": model.bank.purity} if measuring_purity else {})},
                         checkpoint_path, fingerprint)
 

@@ -57,6 +57,21 @@ def save_checkpoint(state: dict, path: str | Path, fingerprint: dict) -> None:
     save_torch({**state, "fingerprint": json.loads(json.dumps(fingerprint, sort_keys=True, default=str))}, path)
 
 
+def training_state(model, optimizer, scaler) -> dict:
+    """What a trainer's checkpoint holds of its training: the weights, the optimiser's state and, under fp16, the
+    loss scaler's."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})}
+
+
+def restore_training_state(state: dict, model, optimizer, scaler) -> None:
+    """Put a checkpoint's `training_state` back into the model, optimiser and loss scaler."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+
+
 def remove_checkpoints(directory: str | Path) -> None:
     """Delete a finished run's checkpoints (and any set aside)."""
     remove_path(directory)

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ..core.artifacts import file_sha256, save_torch, write_json
-from ..core.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint, weights_sha256
+from ..core.checkpoint import (load_checkpoint, remove_checkpoints, restore_training_state, save_checkpoint,
+                               training_state, weights_sha256)
 from ..core.code_version import code_version
 from ..core.config import derive_seed, result_compute
 from ..core.distributed import all_reduce_sum, init_from_environment, rank, world_size, wrap_distributed
@@ -159,10 +160,7 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
     history, start = [], 0
     state = load_checkpoint(checkpoint_path, fingerprint, device)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
+        restore_training_state(state, model, optimizer, scaler)
         history, start = state["history"], state["iteration"]
         log.info("resuming segmentation from %s at iteration %d", checkpoint_path, start)
 
@@ -188,8 +186,7 @@ def train_segmentation(dataset: str | Path | VOCLayout, label_paths: dict[str, P
             log.info("iteration %d: loss %.4f", done, running / window)
             running, window, started = 0.0, 0, time.time()
             if is_main:
-                save_checkpoint({"iteration": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "history": history, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
+                save_checkpoint({"iteration": done, **training_state(model, optimizer, scaler), "history": history},
                                 checkpoint_path, fingerprint)
 
     if is_main:
