@@ -66,7 +66,7 @@ check: install
 	$(BIN)/python -m wsss.core.config $(CONFIG)
 
 test: install
-	$(BIN)/python -m pytest -q -rs --durations=15
+	$(BIN)/python -m pytest -q -rs --durations=15 -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/snakemake --lint
