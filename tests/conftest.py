@@ -21,20 +21,20 @@ def pytest_configure(config):
     configure_compute({"threads": torch.get_num_threads(), "deterministic": True})
 
 
-# tests that must share one pytest-xdist worker: the tiny run's users (some change it in place) and the tests that
-# start SLURM's daemons (fixed ports, one cluster per host)
-SHARED_GROUP = "tiny_run_and_slurm"
+# the modules that start SLURM's daemons (fixed ports, one cluster per host): never at once in two workers
 SLURM_MODULES = ("test_cluster", "test_slurm_cluster")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """`make test` runs the suite in two pytest-xdist workers (`-n 2 --dist loadgroup`): while one waits (on SLURM's
-    status checks, a killed run, a test server) the other computes. A group runs in one worker, in order: the tests
-    of the shared group together, every other module's tests together (a module's fixtures are built once)."""
+    status checks, a killed run, a test server) the other computes. A group runs in one worker, in order: each
+    module's tests (its fixtures are built once), the SLURM modules together. Session fixtures, the tiny run
+    among them, are built once per worker that needs them, so a test that changes the tiny run in place changes
+    only its own worker's."""
     for item in items:
         module = item.module.__name__
-        shared = "tiny_run" in item.fixturenames or module in SLURM_MODULES
-        item.add_marker(pytest.mark.xdist_group(SHARED_GROUP if shared else module))
+        item.add_marker(pytest.mark.xdist_group("slurm" if module in SLURM_MODULES else module))
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,6 +6,7 @@ munge packages, and raises `SlurmUnavailable` otherwise (tests turn it into a sk
 """
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -32,6 +33,9 @@ PID_FILE_TIMEOUT_S = 10
 STOP_TIMEOUT_S = 15
 LOG_TAIL_LINES = 15
 UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, the last one NUL
+# one cluster per host at a time (its ports and /etc/slurm are the host's): a second waits for the first to stop,
+# be it in another pytest-xdist worker or another pytest
+HOST_LOCK = Path("/tmp/wsss-test-slurm-cluster.lock")
 
 
 class SlurmUnavailable(Exception):
@@ -77,13 +81,14 @@ def single_node_cluster(workdir: Path, gpus: int = 2, partition: str = "main"):
     if os.geteuid() != 0:
         raise SlurmUnavailable("starting SLURM and munge daemons needs root")
     tools = find_binaries(REQUIRED_BINARIES)
-    ensure_ports_free(SLURM_PORTS.values())
     workdir = Path(workdir).resolve()
     node = socket.gethostname().split(".")[0]
     ensure_step_sockets_fit(workdir / "spool", node)
     controller = Daemon("slurmctld", workdir / "run" / "slurmctld.pid", workdir / "log" / "slurmctld.log")
     node_daemon = Daemon("slurmd", workdir / "run" / "slurmd.pid", workdir / "log" / "slurmd.log")
     with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(host_lock(HOST_LOCK))
+        ensure_ports_free(SLURM_PORTS.values())
         start_munged_unless_running(tools, cleanup)
         make_resolvable(node, cleanup)
         hardware = node_hardware(tools["slurmd"])
@@ -103,6 +108,17 @@ def single_node_cluster(workdir: Path, gpus: int = 2, partition: str = "main"):
         cleanup.callback(cancel_all_jobs, tools)
         wait_until_idle(tools, node, [controller, node_daemon])
         yield cluster
+
+
+@contextlib.contextmanager
+def host_lock(path: Path):
+    """Hold an exclusive lock on `path` (waiting for whoever holds it) until the block ends."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def job_records() -> list[dict]:
