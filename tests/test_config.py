@@ -162,7 +162,8 @@ def test_the_bg_power_candidates_rerun_no_pseudo_labels_made_at_a_fixed_power():
     assert settings(bg_power=3.0) != settings()
     assert settings(bg_power="val") != settings()
     assert "bg_powers" not in json.loads(settings())["pseudo_labels"]
-    _, parsed = parse_stage_args(stage_parser("test", ("pseudo_labels", "crf"), uses_torch=True), argv=["--settings", settings()])
+    parser = stage_parser("test", ("pseudo_labels", "crf"), uses_torch=True)
+    _, parsed = parse_stage_args(parser, argv=["--settings", settings()])
     assert parsed["pseudo_labels"]["bg_power"] == 2.0 and parsed["pseudo_labels"]["mode"] == "crf"
 
 

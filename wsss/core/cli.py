@@ -13,8 +13,9 @@ A stage script runs in two ways with one argument parser:
 A job's log starts with where it runs (host, GPUs, the scheduler's variables). A stage that computes with
 torch (`stage_parser(uses_torch=True)`) applies the compute settings (threads, deterministic mode) before any
 work and logs torch's switches; the other stages never import torch (its import costs seconds per job, about
-20 jobs of every run) and log that instead. `run_record()` returns both for the stage's outputs. The scripts write it with their outputs or pass it to the package's
-functions as an argument (`run_record=`): the package itself never imports this module.
+20 jobs of every run) and log that instead. `run_record()` returns both for the stage's outputs. The scripts
+write it with their outputs or pass it to the package's functions as an argument (`run_record=`): the package
+itself never imports this module.
 """
 
 from __future__ import annotations
